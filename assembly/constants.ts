@@ -41,3 +41,28 @@ export const TAILROOM = 64;
 export const GCM_NONCE_LEN = 12;
 export const GCM_TAG_LEN = 16;
 export const ESP_ICV_LEN_DEFAULT = 8;
+
+// ---- Verdicts: what a batch function decided for each packet (Desc.verdict) ----------------------
+export const VERDICT_DROP = 0; // Desc.arg = DROP_* reason
+export const VERDICT_SEND = 1; // encap: send to the peer whose index is in Desc.arg
+export const VERDICT_FLOOD = 2; // encap: broadcast/multicast/unknown unicast: replicate to the VNI's flood list
+export const VERDICT_LOCAL = 3; // decap: deliver the inner frame to the local port in Desc.arg
+export const VERDICT_REPLY = 4; // encap: a reply (ARP proxy) was built in place; write it back to the port
+
+// ---- Drop reasons (Desc.arg when verdict is DROP; also the index of the per-reason counter) -----
+export const DROP_NONE = 0;
+export const DROP_TRUNCATED = 1; // shorter than the headers it claims
+export const DROP_VXLAN_FLAGS = 2; // VXLAN flags other than I, or I missing
+export const DROP_VXLAN_RESERVED = 3; // non-zero reserved bits in the VXLAN header
+export const DROP_UNKNOWN_VNI = 4; // no local port for this VNI
+export const DROP_UNKNOWN_PEER = 5; // source is not a known peer and learning is off
+export const DROP_L2_MISS = 6; // unicast destination MAC not in the FDB (and flooding unknown unicast is off)
+export const DROP_L3_MISS = 7; // ARP request for an IP the neighbour table does not know
+export const DROP_MALFORMED = 8; // a header field that cannot be valid (bad IHL, bad ARP sizes, ...)
+export const DROP_OVERSIZE = 9; // larger than the MTU or the buffer
+export const DROP_NO_PEERS = 10; // flood with an empty flood list
+export const DROP_LOOP = 11; // source MAC is one of our own (reflection)
+export const DROP_AUTH = 12; // authentication (AES-GCM tag) failed
+export const DROP_REPLAY = 13; // outside or already seen in the anti-replay window
+export const DROP_CLEARTEXT = 14; // cleartext VXLAN for an encrypted network
+export const DROP_REASONS = 16; // number of reason slots in a counter block
