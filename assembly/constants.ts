@@ -66,3 +66,18 @@ export const DROP_AUTH = 12; // authentication (AES-GCM tag) failed
 export const DROP_REPLAY = 13; // outside or already seen in the anti-replay window
 export const DROP_CLEARTEXT = 14; // cleartext VXLAN for an encrypted network
 export const DROP_REASONS = 16; // number of reason slots in a counter block
+
+// ---- Packet descriptors: the batch format that crosses every JS/WASM and thread boundary ------
+// A batch is an array of DESC_SIZE-byte descriptors in linear memory, one per packet. The packet
+// bytes live elsewhere (in a slot of a packet buffer, with HEADROOM before and TAILROOM after).
+export const DESC_SIZE = 32;
+export const DESC_PTR = 0; // u32: address of the packet's first byte (moves back when headers are pushed)
+export const DESC_LEN = 4; // u32: packet length in bytes
+export const DESC_VERDICT = 8; // u32 out: VERDICT_*
+export const DESC_ARG = 12; // u32 out: peer index (SEND), port index (LOCAL), DROP_* reason (DROP)
+export const DESC_ADDR = 16; // u32: address of a Linux sockaddr_in/sockaddr_in6 (decap in: source; encap out: peer)
+export const DESC_VNI = 20; // u32: VNI (decap out; encap in when the port has none)
+export const DESC_AUX = 24; // u32: per-feature (e.g. GSO segment size, flow hash)
+export const DESC_AUX2 = 28; // u32: per-feature
+/** Index meaning "none" in peer, port and table slots. */
+export const NO_INDEX = -1;
