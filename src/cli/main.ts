@@ -1,5 +1,6 @@
 // The `vxnet` command line. Each subcommand lives in its own module under src/cli/.
 import { VxError } from '../errors.js';
+import { packageVersion } from '../paths.js';
 
 const USAGE = `Usage: vxnet COMMAND [OPTIONS]
 
@@ -15,9 +16,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === 'version' || cmd === '--version') {
-    const { createRequire } = await import('node:module');
-    const pkg = createRequire(import.meta.url)('../../package.json') as { version: string };
-    console.log(pkg.version);
+    console.log(packageVersion());
     return 0;
   }
   throw new VxError('ERR_UNKNOWN_COMMAND', `unknown command "${cmd}"\n\n${USAGE}`);

@@ -6,8 +6,9 @@
 // re-created whenever `memory.buffer` changes (after growth); callers go through `u8()`/`dv()`
 // and never keep a view across a call that may grow memory.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { VxError } from '../errors.js';
+import { packageRoot } from '../paths.js';
 
 /** Pages of 64 KiB: initial and maximum size of the shared memory (must match asconfig.json). */
 export const INITIAL_PAGES = 64;
@@ -35,7 +36,7 @@ let mainCore: WasmCore | undefined;
 /** The path of the release build; `VXNET_WASM=debug` selects the debug build. */
 export function wasmPath(): string {
   const name = process.env.VXNET_WASM === 'debug' ? 'vxnet.debug.wasm' : 'vxnet.wasm';
-  return fileURLToPath(new URL(`../../build/${name}`, import.meta.url));
+  return join(packageRoot(), 'build', name);
 }
 
 /** The compiled module, compiled once per thread. */
