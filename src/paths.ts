@@ -12,7 +12,7 @@ export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, 'package.json'))) {
     const up = dirname(dir);
-    if (up === dir) throw new Error('vxnet: package.json not found above ' + fileURLToPath(import.meta.url));
+    if (up === dir) throw new Error(`vxnet: package.json not found above ${fileURLToPath(import.meta.url)}`);
     dir = up;
   }
   root = dir;
