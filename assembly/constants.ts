@@ -81,3 +81,54 @@ export const DESC_AUX = 24; // u32: per-feature (e.g. GSO segment size, flow has
 export const DESC_AUX2 = 28; // u32: per-feature
 /** Index meaning "none" in peer, port and table slots. */
 export const NO_INDEX = -1;
+
+// ---- Packet parse result (assembly/parse.ts): one PARSE_SIZE-byte record per packet, u32 fields --
+// The parser goes as deep as the packet allows and stops at the first header that is cut short or
+// cannot be valid; PARSE_STATUS says why it stopped (0 = every header it knows was whole) and
+// PARSE_FLAGS says which headers were found whole. Offsets are from the frame's first byte; an
+// offset of 0 means "not reached" (L3 cannot start at 0). Values are host-order numbers.
+export const PARSE_SIZE = 64;
+export const PARSE_STATUS = 0; // PARSE_OK or a DROP_* reason (DROP_TRUNCATED, DROP_MALFORMED)
+export const PARSE_FLAGS = 4; // PARSE_F_* bits
+export const PARSE_ETHERTYPE = 8; // ethertype after any VLAN tags (or the 802.3 length, < 0x600)
+export const PARSE_VLAN = 12; // VLAN id of the innermost tag (PARSE_F_VLAN)
+export const PARSE_VLAN_OUTER = 16; // VLAN id of the outer tag of a QinQ pair (PARSE_F_QINQ)
+export const PARSE_L3_OFF = 20; // offset of the ARP/IPv4/IPv6 header
+export const PARSE_L3_LEN = 24; // bytes of L3 the header claims (IPv4 total length, 40 + IPv6 payload length, 28 for ARP)
+export const PARSE_L4_PROTO = 28; // IPv4 protocol / IPv6 last next-header (after skipped extension headers)
+export const PARSE_L4_OFF = 32; // offset of the UDP/TCP (or other L4) header
+export const PARSE_PAYLOAD_OFF = 36; // offset of the UDP/TCP payload
+export const PARSE_PAYLOAD_LEN = 40; // bytes of UDP/TCP payload (bounded by the IP and UDP lengths)
+export const PARSE_SPORT = 44; // UDP/TCP source port
+export const PARSE_DPORT = 48; // UDP/TCP destination port
+export const PARSE_ARP_OP = 52; // ARP operation (1 request, 2 reply)
+export const PARSE_FRAG_OFF = 56; // IPv4/IPv6 fragment offset in bytes (PARSE_F_FRAG)
+export const PARSE_OK = 0;
+export const PARSE_F_ETH = 1; // Ethernet header whole
+export const PARSE_F_VLAN = 2; // one or more 802.1Q/802.1ad tags
+export const PARSE_F_QINQ = 4; // two tags (outer 0x88a8 or 0x8100, inner 0x8100)
+export const PARSE_F_ARP = 8; // Ethernet/IPv4 ARP, 28 bytes whole
+export const PARSE_F_IPV4 = 16; // IPv4 header whole, checksum not verified
+export const PARSE_F_IPV6 = 32; // IPv6 fixed header whole
+export const PARSE_F_IPV6_EXT = 64; // IPv6 extension headers were skipped
+export const PARSE_F_FRAG = 128; // a fragment (MF set or offset > 0)
+export const PARSE_F_UDP = 256; // UDP header whole and its length field consistent
+export const PARSE_F_TCP = 512; // TCP header with options whole
+export const PARSE_F_L4_OTHER = 1024; // an L4 protocol this parser does not look into
+export const PARSE_MAX_VLAN_TAGS = 2;
+export const PARSE_MAX_IPV6_EXT = 8; // extension headers skipped before giving up (DROP_MALFORMED)
+
+// ---- Outer IPv4/UDP/VXLAN build options (assembly/outer.ts): an OUTER_SIZE-byte struct ----------
+export const OUTER_SIZE = 32;
+export const OUTER_SRC_IP = 0; // u32: local underlay IPv4 address, bytes in network order (as in sin_addr)
+export const OUTER_TTL = 4; // u32: outer TTL 1..255 (0 means OUTER_TTL_DEFAULT)
+export const OUTER_TOS = 8; // u32: outer TOS/DSCP byte
+export const OUTER_FLAGS = 12; // u32: OUTER_F_* bits
+export const OUTER_PORT_MIN = 16; // u32: UDP source port range [min, max), like Linux's vxlan `srcport MIN MAX`
+export const OUTER_PORT_MAX = 20; // u32
+export const OUTER_IP_ID = 24; // u32: next IP id for datagrams without DF (a plain counter)
+export const OUTER_F_DF = 1; // set Don't Fragment (the IP id is then 0, RFC 6864)
+export const OUTER_F_UDP_CSUM = 2; // compute the outer UDP checksum (else 0, as Linux vxlan does by default)
+export const OUTER_TTL_DEFAULT = 64;
+export const OUTER_PORT_MIN_DEFAULT = 32768; // Linux's default ephemeral range
+export const OUTER_PORT_MAX_DEFAULT = 61000;
