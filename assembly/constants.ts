@@ -132,3 +132,155 @@ export const OUTER_F_UDP_CSUM = 2; // compute the outer UDP checksum (else 0, as
 export const OUTER_TTL_DEFAULT = 64;
 export const OUTER_PORT_MIN_DEFAULT = 32768; // Linux's default ephemeral range
 export const OUTER_PORT_MAX_DEFAULT = 61000;
+
+// ---- virtio_net_hdr (TAP with IFF_VNET_HDR; owner: src/io/tap.ts) ------------------------------
+// A TAP opened with IFF_VNET_HDR reads and writes this header in front of every frame. TapDevice
+// keeps it in the headroom: the header occupies [DESC_PTR - VNET_HDR_LEN, DESC_PTR).
+export const VNET_HDR_LEN = 12; // struct virtio_net_hdr_v1 (with num_buffers), set by TUNSETVNETHDRSZ
+export const VNET_FLAGS = 0; // u8: VNET_F_*
+export const VNET_GSO_TYPE = 1; // u8: VNET_GSO_*
+export const VNET_HDR_LEN_FIELD = 2; // u16 LE: length of the headers (Ethernet + IP + TCP)
+export const VNET_GSO_SIZE = 4; // u16 LE: payload bytes per segment (the MSS)
+export const VNET_CSUM_START = 6; // u16 LE: where checksumming starts (from the Ethernet header)
+export const VNET_CSUM_OFFSET = 8; // u16 LE: where to store the checksum, from csum_start
+export const VNET_F_NEEDS_CSUM = 1; // the L4 checksum is partial (pseudo-header sum only)
+export const VNET_F_DATA_VALID = 2; // the checksum was verified (received)
+export const VNET_GSO_NONE = 0;
+export const VNET_GSO_TCPV4 = 1;
+export const VNET_GSO_UDP = 3;
+export const VNET_GSO_TCPV6 = 4;
+export const VNET_GSO_UDP_L4 = 5;
+export const VNET_GSO_ECN = 0x80;
+
+// ---- Datapath tables and batch pipeline (assembly/datapath.ts, fdb, peers, ports, neigh, arp) --
+// All state of one datapath hangs off a context struct (CTX_SIZE bytes, u32 fields) whose address
+// is passed to every export. The host writes the config fields, then dp_setup() carves the tables.
+export const DROP_ARP_PROXY = 15; // ARP frame consumed by the ARP proxy without a reply (not a request, bad target)
+export const CTX_SIZE = 256;
+export const CTX_FDB_CAPACITY = 0; // config u32: max FDB entries (ERR_FDB_FULL beyond)
+export const CTX_MAX_PEERS = 4; // config u32: peer table size (<= PEER_INDEX_MAX)
+export const CTX_MAX_PORTS = 8; // config u32: local ports (one per VNI)
+export const CTX_NEIGH_CAPACITY = 12; // config u32: max neighbour entries
+export const CTX_EVENT_SLOTS = 16; // config u32: event ring size, a power of two
+export const CTX_MAX_FLOOD = 20; // config u32: peers per flood list
+export const CTX_AGEING = 24; // config u32: seconds a learned FDB entry lives without traffic
+export const CTX_FLAGS = 28; // config u32: DP_F_*
+export const CTX_FDB = 32; // ptr: FDB slots (FDB_ENTRY_SIZE each)
+export const CTX_FDB_MASK = 36; // slots - 1
+export const CTX_FDB_SHIFT = 40; // 64 - log2(slots): the hash keeps its top bits
+export const CTX_FDB_COUNT = 44; // entries in use
+export const CTX_FDB_CURSOR = 48; // next slot the incremental ageing sweep looks at
+export const CTX_PEERS = 52; // ptr: peer entries (PEER_SIZE each)
+export const CTX_PEER_HASH = 56; // ptr: u32 slots holding peer index + 1 (0 = empty), keyed by address
+export const CTX_PEER_HASH_MASK = 60;
+export const CTX_PEER_HASH_SHIFT = 64;
+export const CTX_PEER_COUNT = 68;
+export const CTX_PORTS = 72; // ptr: port entries (PORT_SIZE each)
+export const CTX_PORT_HASH = 76; // ptr: u32 slots holding port index + 1, keyed by VNI
+export const CTX_PORT_HASH_MASK = 80;
+export const CTX_PORT_HASH_SHIFT = 84;
+export const CTX_PORT_COUNT = 88;
+export const CTX_FLOOD = 92; // ptr: flood lists, one per port, FLOOD stride = 4 + 4 * max flood
+export const CTX_NEIGH = 96; // ptr: neighbour slots (NEIGH_ENTRY_SIZE each)
+export const CTX_NEIGH_MASK = 100;
+export const CTX_NEIGH_SHIFT = 104;
+export const CTX_NEIGH_COUNT = 108;
+export const CTX_EVENTS = 112; // ptr: event ring records (EVT_SIZE each)
+export const CTX_EVENT_HEAD = 116; // u32 events written (WASM advances)
+export const CTX_EVENT_TAIL = 120; // u32 events read (the host advances after draining)
+export const CTX_EVENT_LOST = 124; // u32 events dropped because the ring was full
+export const CTX_CNT_GLOBAL = 128; // ptr: one counter block: every drop by reason, and totals
+export const CTX_CNT_PORTS = 132; // ptr: one counter block per port
+export const CTX_CNT_PEERS = 136; // ptr: one counter block per peer
+export const CTX_MEM_BYTES = 140; // bytes dp_setup allocated (all tables)
+export const CTX_FDB_BYTES = 144; // bytes of the FDB slots alone
+export const DP_F_LEARNING = 1; // learn inner source MACs (and unknown source peers) on decap
+export const DP_F_ARP_PROXY = 2; // answer ARP requests from the neighbour table; never flood ARP
+export const DP_F_FLOOD_UNKNOWN = 4; // flood unknown unicast (else drop it with DROP_L2_MISS)
+export const DP_F_L2MISS = 8; // raise EVT_L2_MISS events
+export const DP_F_L3MISS = 16; // raise EVT_L3_MISS events
+// FDB slot: MAC (6, wire order) | VNI low 16 (u16 LE) | VNI high 8 | flags | peer u16 | time u32.
+export const FDB_ENTRY_SIZE = 16;
+export const FDB_E_MAC = 0;
+export const FDB_E_VNI_LO = 6;
+export const FDB_E_VNI_HI = 8;
+export const FDB_E_FLAGS = 9;
+export const FDB_E_PEER = 10;
+export const FDB_E_TIME = 12;
+export const FDB_F_USED = 1;
+export const FDB_F_STATIC = 2;
+export const FDB_CAPACITY_MAX = 16777216;
+// Control-plane record for FDB batches (host -> WASM, 16 bytes): vni u32 | MAC 6 | peer u16 | status u32.
+export const FDBREC_SIZE = 16;
+export const FDBREC_VNI = 0;
+export const FDBREC_MAC = 4;
+export const FDBREC_PEER = 10;
+export const FDBREC_STATUS = 12; // out: ST_*; for lookups: the peer index or NO_INDEX
+export const FDB_ADD_REPLACE = 1; // fdb_add_batch flag: a static entry with another peer is replaced
+// Peer entry: a Linux sockaddr_in (16) or sockaddr_in6 (28) that DESC_ADDR points at, then metadata.
+export const PEER_SIZE = 64;
+export const PEER_SOCKADDR = 0;
+export const PEER_ADDRLEN = 28; // u32: 16 or 28; 0 = free slot
+export const PEER_FLAGS = 32; // u32: PEER_F_*
+export const PEER_HASH = 36; // u32: hash of the address (for the backward-shift delete)
+export const PEER_F_LEARNED = 1; // created by learning on decap (not by the control plane)
+export const PEER_INDEX_MAX = 65535; // FDB slots keep the peer in 16 bits
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCKADDR_IN_LEN = 16;
+export const SOCKADDR_IN6_LEN = 28;
+// Port entry (one local port per VNI).
+export const PORT_SIZE = 16;
+export const PORT_VNI = 0;
+export const PORT_USED = 4; // u32: 1 when in use
+// Flood list of a port (DESC_ADDR of a VERDICT_FLOOD points here): u32 count, then count u32 peer indexes.
+export const FLOOD_COUNT = 0;
+export const FLOOD_PEERS = 4;
+// Neighbour slot and control record (16 bytes): vni|used u32 | IPv4 (wire order) | MAC 6 | status u16.
+export const NEIGH_ENTRY_SIZE = 16;
+export const NEIGH_VNI = 0;
+export const NEIGH_IP = 4;
+export const NEIGH_MAC = 8;
+export const NEIGH_STATUS = 14; // record only: out ST_*
+export const NEIGH_USED = 0x1000000; // set in the slot's vni word
+// Event ring record (EVT_SIZE bytes): type u32 | vni u32 | 8 bytes of payload.
+export const EVT_SIZE = 16;
+export const EVT_TYPE = 0;
+export const EVT_VNI = 4;
+export const EVT_DATA = 8; // L2_MISS: MAC (6); L3_MISS: IPv4 (4, wire order); PEER_LEARNED: u32 peer index
+export const EVT_L2_MISS = 1;
+export const EVT_L3_MISS = 2;
+export const EVT_PEER_LEARNED = 3;
+// Counter block (u64 each, CNT_BLOCK_SIZE bytes): global, per port, per peer.
+export const CNT_BLOCK_SIZE = 192;
+export const CNT_TX_PACKETS = 0; // encap: frames sent (SEND) or flooded (FLOOD, once per frame)
+export const CNT_TX_BYTES = 8; // inner frame bytes of those
+export const CNT_RX_PACKETS = 16; // decap: frames delivered (LOCAL)
+export const CNT_RX_BYTES = 24; // inner frame bytes of those
+export const CNT_FLOOD_PACKETS = 32; // of tx, how many were flooded
+export const CNT_REPLIES = 40; // ARP proxy replies built
+export const CNT_LEARNED = 48; // FDB entries learned or moved by learning
+export const CNT_LEARN_REFUSED = 56; // learning refused: static entry with another peer, or FDB full
+export const CNT_DROPS = 64; // + 8 * DROP_* reason
+// Status codes returned by the datapath's control functions (the host maps them to VxError codes).
+export const ST_OK = 0;
+export const ST_FDB_FULL = 1;
+export const ST_FDB_STATIC_EXISTS = 2; // a static entry with another peer is there (use replace)
+export const ST_NOT_FOUND = 3;
+export const ST_INVALID_MAC = 4; // zero or group (multicast/broadcast) MAC in a unicast table
+export const ST_INVALID_VNI = 5;
+export const ST_INVALID_PEER = 6;
+export const ST_PEER_TABLE_FULL = 7;
+export const ST_NEIGH_FULL = 8;
+export const ST_PORT_TABLE_FULL = 9;
+export const ST_INVALID_ADDR = 10; // not a sockaddr_in/sockaddr_in6
+export const ST_FLOOD_FULL = 11;
+export const ST_INVALID_PORT = 12;
+export const ST_INVALID_IP = 13;
+// Checksum verdict bits (assembly/checksum.ts csum_verify_batch, written to DESC_AUX2).
+export const CSUM_V_IP_OK = 1; // IPv4 header checksum intact
+export const CSUM_V_IP_BAD = 2;
+export const CSUM_V_L4_OK = 4; // UDP/TCP checksum with the pseudo-header intact
+export const CSUM_V_L4_BAD = 8;
+export const CSUM_V_L4_NONE = 16; // UDP checksum field 0: none sent (accepted on IPv4)
+export const CSUM_V_BAD = 10; // CSUM_V_IP_BAD | CSUM_V_L4_BAD
