@@ -11,7 +11,32 @@
 // grows by at most 0x1fffe per iteration; blocks of CSUM_BLOCK iterations keep the lanes below 2^32,
 // and each block is folded into a u64. Loads are unaligned-safe in WASM, so any address works; the
 // pairing of bytes is always relative to `p`, as the RFC wants.
-import { DESC_AUX, DESC_LEN, DESC_PTR, DESC_SIZE, IPPROTO_TCP, IPPROTO_UDP } from './constants';
+import {
+  CSUM_V_BAD,
+  CSUM_V_IP_BAD,
+  CSUM_V_IP_OK,
+  CSUM_V_L4_BAD,
+  CSUM_V_L4_NONE,
+  CSUM_V_L4_OK,
+  DESC_AUX,
+  DESC_AUX2,
+  DESC_LEN,
+  DESC_PTR,
+  DESC_SIZE,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  PARSE_F_FRAG,
+  PARSE_F_IPV4,
+  PARSE_F_TCP,
+  PARSE_F_UDP,
+  PARSE_FLAGS,
+  PARSE_L3_OFF,
+  PARSE_L4_OFF,
+  PARSE_L4_PROTO,
+  PARSE_PAYLOAD_LEN,
+  PARSE_PAYLOAD_OFF,
+  PARSE_SIZE,
+} from './constants';
 
 /** Iterations of the 64-byte loop before the u32 lanes must be folded (lane max 0x1fffe * n < 2^32). */
 const CSUM_BLOCK: u32 = 16384;
@@ -238,4 +263,38 @@ export function csum_batch(descs: usize, n: u32): void {
 /** The unfolded partial sum of [p, p+len) added to `sum`: one region, for tests and tools. */
 export function csum_partial_at(p: usize, len: u32, sum: u32): u32 {
   return csum_partial(p, len, sum);
+}
+
+/**
+ * Verifies the checksums of `n` parsed frames: descriptor i (DESC_PTR/DESC_LEN) with its parse
+ * record at recs + i * PARSE_SIZE (from `parse_batch`). Writes CSUM_V_* bits into DESC_AUX2: the
+ * IPv4 header checksum, and the UDP/TCP checksum with the IPv4 or IPv6 pseudo-header (not for
+ * fragments). Returns how many frames had every checksum they carry intact.
+ */
+export function csum_verify_batch(descs: usize, n: u32, recs: usize): u32 {
+  let good: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const d = descs + <usize>i * DESC_SIZE;
+    const r = recs + <usize>i * PARSE_SIZE;
+    const v = csum_verify_one(<usize>load<u32>(d + DESC_PTR), r);
+    store<u32>(d + DESC_AUX2, v);
+    good += <u32>((v & CSUM_V_BAD) == 0);
+  }
+  return good;
+}
+
+@inline
+function csum_verify_one(p: usize, r: usize): u32 {
+  const flags = load<u32>(r + PARSE_FLAGS);
+  const ip = p + <usize>load<u32>(r + PARSE_L3_OFF);
+  let v: u32 = 0;
+  if (flags & PARSE_F_IPV4) v |= csum_ipv4_hdr(ip) == 0 ? CSUM_V_IP_OK : CSUM_V_IP_BAD;
+  if ((flags & (PARSE_F_UDP | PARSE_F_TCP)) == 0 || (flags & PARSE_F_FRAG) != 0) return v;
+  const l4off = load<u32>(r + PARSE_L4_OFF);
+  const l4 = p + <usize>l4off;
+  const l4len = load<u32>(r + PARSE_PAYLOAD_OFF) + load<u32>(r + PARSE_PAYLOAD_LEN) - l4off;
+  const proto = load<u32>(r + PARSE_L4_PROTO);
+  if ((flags & PARSE_F_UDP) != 0 && load<u16>(l4, 6) == 0) return v | CSUM_V_L4_NONE;
+  const c = flags & PARSE_F_IPV4 ? csum_l4_v4(ip, proto, l4, l4len) : csum_l4_v6(ip, proto, l4, l4len);
+  return v | (c == 0 ? CSUM_V_L4_OK : CSUM_V_L4_BAD);
 }
