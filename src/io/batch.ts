@@ -22,6 +22,16 @@ export interface PacketBatchOptions {
   wasm?: WasmCore;
 }
 
+/** What a worker needs to use a batch allocated by the main thread (structured-cloneable). */
+export interface PacketBatchHandle {
+  capacity: number;
+  frameCapacity: number;
+  slotSize: number;
+  descs: number;
+  slots: number;
+  addrs: number;
+}
+
 export class PacketBatch {
   readonly capacity: number;
   readonly frameCapacity: number;
@@ -33,6 +43,18 @@ export class PacketBatch {
   /** Address of sockaddr buffer 0. */
   readonly addrs: number;
   readonly memory: WebAssembly.Memory;
+
+  /** The batch at `h` in `memory` (a worker's view of a batch the main thread allocated). */
+  static attach(h: PacketBatchHandle, memory: WebAssembly.Memory): PacketBatch {
+    const b = Object.create(PacketBatch.prototype) as PacketBatch;
+    Object.assign(b, h, { memory });
+    return b;
+  }
+
+  handle(): PacketBatchHandle {
+    const { capacity, frameCapacity, slotSize, descs, slots, addrs } = this;
+    return { capacity, frameCapacity, slotSize, descs, slots, addrs };
+  }
 
   constructor(opts: PacketBatchOptions = {}) {
     const capacity = opts.capacity ?? 64;

@@ -55,6 +55,13 @@ export interface TapStats {
   txErrors: number;
 }
 
+/** What a worker needs to drive a TAP the main thread opened (structured-cloneable). */
+export interface TapHandle {
+  name: string;
+  fd: number;
+  vnetHdr: boolean;
+}
+
 export class TapDevice {
   readonly name: string;
   readonly fd: number;
@@ -72,6 +79,17 @@ export class TapDevice {
     this.memory = memory;
     this.base = memBase(memory);
     this.view = new MemView(memory);
+  }
+
+  /** A worker's TapDevice over the fd the main thread opened; the main thread still closes it. */
+  static attach(h: TapHandle, memory: WebAssembly.Memory): TapDevice {
+    const tap = new TapDevice(h.name, h.fd, h.vnetHdr, memory);
+    tap.closed = true; // close() in the worker must not remove the device under the owner
+    return tap;
+  }
+
+  handle(): TapHandle {
+    return { name: this.name, fd: this.fd, vnetHdr: this.vnetHdr };
   }
 
   /** Creates (or attaches to a persistent) TAP device and opens it non-blocking. */

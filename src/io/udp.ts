@@ -93,6 +93,15 @@ const int = (v: number) => {
   return b;
 };
 
+/** What a worker needs to drive a socket the main thread opened (structured-cloneable). */
+export interface UdpHandle {
+  fd: number;
+  family: 4 | 6;
+  batchSize: number;
+  gro: boolean;
+  regions: [number, number, number, number, number, number];
+}
+
 export class UdpBind {
   readonly fd: number;
   readonly family: 4 | 6;
@@ -118,22 +127,34 @@ export class UdpBind {
   private rxBound: PacketBatch | undefined;
   private closed = false;
 
-  private constructor(fd: number, family: 4 | 6, opts: UdpOptions, batchSize: number) {
-    this.fd = fd;
-    this.family = family;
-    this.memory = opts.memory ?? core().memory;
-    this.batchSize = batchSize;
-    this.gro = !!opts.gro;
+  private constructor(h: UdpHandle, memory: WebAssembly.Memory, owner: boolean) {
+    this.fd = h.fd;
+    this.family = h.family;
+    this.memory = memory;
+    this.batchSize = h.batchSize;
+    this.gro = h.gro;
     this.base = memBase(this.memory);
     this.view = new MemView(this.memory);
-    const alloc = opts.alloc ?? ((n: number) => core().alloc(n));
-    this.rxVec = alloc(batchSize * MMSGHDR_SIZE);
-    this.rxIov = alloc(batchSize * IOVEC_SIZE);
-    this.rxCmsg = alloc(batchSize * CMSG_SPACE_INT);
-    this.txVec = alloc(batchSize * MMSGHDR_SIZE);
-    this.txIov = alloc(batchSize * IOVEC_SIZE);
-    this.txCmsg = alloc(batchSize * CMSG_SPACE_INT);
-    this.initTx();
+    [this.rxVec, this.rxIov, this.rxCmsg, this.txVec, this.txIov, this.txCmsg] = h.regions;
+    this.closed = !owner;
+    if (owner) this.initTx();
+  }
+
+  /** A worker's UdpBind over the socket and arrays the main thread set up; it never allocates. */
+  static attach(h: UdpHandle, memory: WebAssembly.Memory): UdpBind {
+    return new UdpBind(h, memory, false);
+  }
+
+  handle(): UdpHandle {
+    const regions: UdpHandle['regions'] = [
+      this.rxVec,
+      this.rxIov,
+      this.rxCmsg,
+      this.txVec,
+      this.txIov,
+      this.txCmsg,
+    ];
+    return { fd: this.fd, family: this.family, batchSize: this.batchSize, gro: this.gro, regions };
   }
 
   /** Opens and binds the socket. Errors: ERR_UDP_BIND (EADDRINUSE, ...), ERR_INVALID_ARG. */
@@ -166,7 +187,14 @@ export class UdpBind {
       const len = writeSockaddr(sa, 0, address, port);
       if (sys.bind(fd, sa, len) < 0)
         throw sysError('ERR_UDP_BIND', `cannot bind UDP ${address} port ${port}`);
-      return new UdpBind(fd, family, opts, batch);
+      const alloc = opts.alloc ?? ((size: number) => core().alloc(size));
+      const sizes = [MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT, MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT];
+      const regions = sizes.map((sz) => alloc(batch * sz)) as UdpHandle['regions'];
+      return new UdpBind(
+        { fd, family, batchSize: batch, gro: !!opts.gro, regions },
+        opts.memory ?? core().memory,
+        true,
+      );
     } catch (e) {
       sys.close(fd);
       throw e;

@@ -1,0 +1,282 @@
+// bench/io.ts: which kernel I/O mechanism moves packets fastest between a TAP, WASM memory and
+// UDP on this machine (issue 4 asks for the choice by measurement).
+//
+// Method (one run, root, about 40 s):
+// 1. `udp-loopback` (case `1400`): one thread sends 64 datagrams of 1400 B to a socket on loopback
+//    and receives them back, repeatedly: koffi sendmmsg/recvmmsg straight from WASM memory
+//    (`mmsg`, batch 64) vs node:dgram (`dgram`, baseline). Median of 5 runs of 300 ms.
+// 2. `io-forward` (case `tcp`): two namespaces, each with a TAP (10.77.x.1 and .2, MTU 1450); a
+//    copy forwarder in this process (no VXLAN, no WASM pipeline) carries each TAP's frames to the
+//    other side's UDP socket on loopback and back; iperf3 TCP from one namespace to the other for
+//    3 s, one run per mechanism (Gbit/s as iperf3's receiver reports it):
+//    - `dgram-readsync` (baseline): TAP readiness from epoll, fs.readSync until EAGAIN, dgram out,
+//      fs.writeSync in (the plain-JS forwarder of FACTS.md);
+//    - `koffi-loop`: the seams (TapDevice/UdpBind batches) driven on the main event loop by
+//      EventLoopDriver (epoll_wait parked on one libuv pool thread);
+//    - `koffi-worker`: the same pumps in one I/O worker blocking in epoll_wait;
+//    - `koffi-2workers`: one I/O worker per side;
+//    - `*-vnet`: each of the three with IFF_VNET_HDR + TUNSETOFFLOAD (CSUM, TSO4/6): TSO frames
+//      up to 64 KB cross as one datagram (loopback MTU 64 KB) - the ceiling once segmentation and
+//      UDP GSO/GRO amortise the syscalls, not a VXLAN figure.
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
+import { DESC_ADDR, DESC_LEN, DESC_PTR } from '../assembly/constants.js';
+import { PacketBatch } from '../src/io/batch.js';
+import { EventLoopDriver, type Pump, Waker } from '../src/io/poller.js';
+import { writeSockaddr } from '../src/io/sockaddr.js';
+import { TapDevice } from '../src/io/tap.js';
+import { UdpBind } from '../src/io/udp.js';
+import { core } from '../src/wasm/module.js';
+import { type HostHandle, hostPumps } from './io/forward.js';
+import { note, rate, record, report } from './lib.js';
+
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
+
+async function udpLoopback(): Promise<void> {
+  const a = UdpBind.open({ address: '127.0.0.1', port: 0, sndbuf: 4 << 20 });
+  const b = UdpBind.open({ address: '127.0.0.1', port: 0, rcvbuf: 4 << 20 });
+  const tx = new PacketBatch({ capacity: 64 });
+  const rx = new PacketBatch({ capacity: 64 });
+  const dst = core().alloc(32);
+  writeSockaddr(core().u8(), dst, '127.0.0.1', b.localAddress().port);
+  const dv = core().dv();
+  for (let i = 0; i < 64; i++) {
+    dv.setUint32(tx.desc(i) + DESC_PTR, tx.frame(i), true);
+    dv.setUint32(tx.desc(i) + DESC_LEN, 1400, true);
+    dv.setUint32(tx.desc(i) + DESC_ADDR, dst, true);
+  }
+  const mmsg = rate(() => {
+    a.sendBatch(tx.descs, 64);
+    let got = 0;
+    while (got < 64) got += b.recvBatch(rx);
+  }, 64);
+  a.close();
+  b.close();
+  record({ bench: 'udp-loopback', case: '1400', impl: 'mmsg', value: mmsg / 1e6, unit: 'Mdgram/s' });
+
+  const s = dgram.createSocket('udp4');
+  const r = dgram.createSocket('udp4');
+  r.bind(0, '127.0.0.1');
+  await once(r, 'listening');
+  const port = r.address().port;
+  const payload = Buffer.alloc(1400);
+  const runs: number[] = [];
+  for (let run = 0; run < 6; run++) {
+    let got = 0;
+    const t0 = process.hrtime.bigint();
+    const end = t0 + 300_000_000n;
+    while (process.hrtime.bigint() < end) {
+      const wait = new Promise<void>((resolve) => {
+        let n = 0;
+        const on = () => {
+          if (++n === 64) {
+            r.off('message', on);
+            resolve();
+          }
+        };
+        r.on('message', on);
+      });
+      for (let i = 0; i < 64; i++) s.send(payload, port, '127.0.0.1');
+      await wait;
+      got += 64;
+    }
+    if (run > 0) runs.push(got / (Number(process.hrtime.bigint() - t0) / 1e9));
+  }
+  s.close();
+  r.close();
+  runs.sort((x, y) => x - y);
+  record({ bench: 'udp-loopback', case: '1400', impl: 'dgram', value: runs[2]! / 1e6, unit: 'Mdgram/s' });
+}
+
+// ---- Forwarder ---------------------------------------------------------------------------------
+const sfx = randomBytes(3).toString('hex');
+const NS = [`vxb-a-${sfx}`, `vxb-b-${sfx}`];
+const IPS = ['10.77.0.1', '10.77.0.2'];
+const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+
+interface Side {
+  tap: TapDevice;
+  udp: UdpBind;
+  handle: HostHandle;
+}
+
+function makeSides(vnetHdr: boolean): Side[] {
+  const frameCapacity = vnetHdr ? 65536 : 2048;
+  const sides = NS.map((ns, i) => {
+    const tap = TapDevice.open({ name: `vxb${sfx}${i}`, vnetHdr });
+    sh('ip', 'link', 'set', 'dev', tap.name, 'netns', ns);
+    sh('ip', '-n', ns, 'link', 'set', 'dev', tap.name, 'mtu', '1450', 'gso_max_size', '64000', 'up');
+    sh('ip', '-n', ns, 'addr', 'add', `${IPS[i]}/24`, 'dev', tap.name);
+    const udp = UdpBind.open({ address: '127.0.0.1', port: 0, rcvbuf: 8 << 20, sndbuf: 8 << 20 });
+    const fromTap = new PacketBatch({ capacity: 64, frameCapacity });
+    const fromUdp = new PacketBatch({ capacity: 64, frameCapacity });
+    return { tap, udp, fromTap, fromUdp, peer: core().alloc(32) };
+  });
+  return sides.map((s, i) => {
+    writeSockaddr(core().u8(), s.peer, '127.0.0.1', sides[1 - i]!.udp.localAddress().port);
+    const handle = {
+      tap: s.tap.handle(),
+      udp: s.udp.handle(),
+      fromTap: s.fromTap.handle(),
+      fromUdp: s.fromUdp.handle(),
+      peer: s.peer,
+    };
+    return { tap: s.tap, udp: s.udp, handle };
+  });
+}
+
+async function iperf(): Promise<number> {
+  const port = String(5201 + Math.floor(Math.random() * 1000));
+  const server = spawn('ip', ['netns', 'exec', NS[1]!, 'iperf3', '-s', '-1', '-p', port], {
+    stdio: 'ignore',
+  });
+  try {
+    await sleep(300);
+    const out = await new Promise<string>((resolve, reject) => {
+      const c = spawn('ip', ['netns', 'exec', NS[0]!, 'iperf3', '-c', IPS[1]!, '-p', port, '-t', '3', '-J']);
+      let text = '';
+      c.stdout.on('data', (d) => {
+        text += d;
+      });
+      c.on('close', () => resolve(text));
+      c.on('error', reject);
+    });
+    const j = JSON.parse(out);
+    if (j.error) throw new Error(j.error);
+    return j.end.sum_received.bits_per_second / 1e9;
+  } finally {
+    server.kill();
+  }
+}
+
+/** Spawns a TS worker (tsx registered inside it) running bench/io/worker.ts for `hosts`. */
+async function startWorker(hosts: HostHandle[]) {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const waker = new Waker();
+  const api = import.meta.resolve('tsx/esm/api');
+  const file = new URL('./io/worker.ts', import.meta.url).href;
+  const code = `import(${JSON.stringify(api)}).then(({ register }) => { register(); return import(${JSON.stringify(file)}); })`;
+  const w = new Worker(code, {
+    eval: true,
+    workerData: { memory: core().memory, hosts, stop, wakerFd: waker.fd },
+  });
+  await once(w, 'message');
+  return async () => {
+    Atomics.store(stop, 0, 1);
+    waker.wake();
+    await once(w, 'message');
+    await w.terminate();
+    waker.close();
+  };
+}
+
+function dgramPumps(sides: Side[]): { pumps: Pump[]; close: () => void } {
+  const socks = sides.map(() => dgram.createSocket('udp4'));
+  const pumps: Pump[] = [];
+  sides.forEach((s, i) => {
+    const sock = socks[i]!;
+    sock.bind(0, '127.0.0.1');
+    sock.on('message', (m) => {
+      try {
+        fs.writeSync(s.tap.fd, m);
+      } catch {}
+    });
+    pumps.push({
+      fd: s.tap.fd,
+      pump() {
+        const buf = Buffer.allocUnsafe(2048);
+        try {
+          const n = fs.readSync(s.tap.fd, buf, 0, 2048, null);
+          sock.send(buf.subarray(0, n), socks[1 - i]!.address().port, '127.0.0.1');
+          return 1;
+        } catch {
+          return 0;
+        }
+      },
+    });
+  });
+  const close = () => {
+    for (const s of socks) s.close();
+  };
+  return { pumps, close };
+}
+
+async function forwarder(impl: string): Promise<void> {
+  const sides = makeSides(impl.endsWith('-vnet'));
+  let stop: () => Promise<void> | void = () => {};
+  try {
+    const mode = impl.replace(/-vnet$/, '');
+    if (mode === 'dgram-readsync') {
+      const { pumps, close } = dgramPumps(sides);
+      await sleep(50);
+      const d = new EventLoopDriver(pumps, { budget: 64 });
+      d.start();
+      stop = async () => {
+        await d.stop();
+        close();
+      };
+    } else if (mode === 'koffi-loop') {
+      const d = new EventLoopDriver(
+        sides.flatMap((s) => hostPumps(s.handle, core().memory)),
+        { budget: 8 },
+      );
+      d.start();
+      stop = () => d.stop();
+    } else if (mode === 'koffi-worker') {
+      stop = await startWorker(sides.map((s) => s.handle));
+    } else {
+      const stops = await Promise.all(sides.map((s) => startWorker([s.handle])));
+      stop = async () => {
+        await Promise.all(stops.map((f) => f()));
+      };
+    }
+    const gbps = await iperf();
+    record({ bench: 'io-forward', case: 'tcp', impl, value: gbps, unit: 'Gbit/s' });
+  } finally {
+    await stop();
+    for (const s of sides) {
+      s.tap.close();
+      s.udp.close();
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  if (!only || only === 'udp') await udpLoopback();
+  if (only === 'udp') return report();
+  if (process.getuid?.() !== 0) {
+    note('io-forward needs root: skipped');
+    return report();
+  }
+  for (const ns of NS) sh('ip', 'netns', 'add', ns);
+  try {
+    const impls = [
+      'koffi-loop',
+      'koffi-worker',
+      'koffi-2workers',
+      'koffi-loop-vnet',
+      'koffi-worker-vnet',
+      'koffi-2workers-vnet',
+      'dgram-readsync',
+    ];
+    for (const impl of impls) {
+      if (only && only !== impl) continue;
+      note(`io-forward ${impl} ...`);
+      try {
+        await forwarder(impl);
+      } catch (e) {
+        note(`io-forward ${impl} failed: ${(e as Error).message}`);
+      }
+    }
+  } finally {
+    for (const ns of NS) execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
+  report();
+}
+
+await main();
