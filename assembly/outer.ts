@@ -13,15 +13,18 @@
 import { csum_ipv4_hdr, csum_l4_v4, csum_udp_wire } from './checksum';
 import {
   DESC_ADDR,
+  DESC_ARG,
   DESC_AUX,
   DESC_LEN,
   DESC_PTR,
   DESC_SIZE,
+  DESC_VERDICT,
   DESC_VNI,
   ETH_P_IPV4,
   ETH_P_IPV6,
   IPPROTO_TCP,
   IPPROTO_UDP,
+  NO_INDEX,
   OUTER_F_DF,
   OUTER_F_UDP_CSUM,
   OUTER_FLAGS,
@@ -34,10 +37,13 @@ import {
   OUTER_TOS,
   OUTER_TTL,
   OUTER_TTL_DEFAULT,
+  VERDICT_DROP,
+  VERDICT_LOCAL,
+  VXLAN_HLEN,
   VXLAN_OVERHEAD_V4,
 } from './constants';
 import { be16, l2_walk } from './parse';
-import { vxlan_write } from './vxlan';
+import { vxlan_read, vxlan_write } from './vxlan';
 
 const HASH_INIT: u32 = 0x9e3779b9;
 const IPPROTO_SCTP: u32 = 132;
@@ -187,4 +193,33 @@ export function outer_v4_batch(descs: usize, n: u32, cfg: usize): u32 {
     built++;
   }
   return built;
+}
+
+/**
+ * Strips the VXLAN header from `n` UDP payloads (DESC_PTR/DESC_LEN at the VXLAN header, as a UDP
+ * socket delivers them): on success DESC_VNI gets the VNI, DESC_PTR/DESC_LEN move to the inner
+ * frame and DESC_VERDICT is VERDICT_LOCAL with DESC_ARG NO_INDEX (no port chosen here); a bad
+ * header gets VERDICT_DROP with the DROP_* reason in DESC_ARG (the strict checks of vxlan_read).
+ * Returns how many passed.
+ */
+export function vxlan_pull_batch(descs: usize, n: u32): u32 {
+  let ok: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const d = descs + <usize>i * DESC_SIZE;
+    const p = <usize>load<u32>(d + DESC_PTR);
+    const len = load<u32>(d + DESC_LEN);
+    const v = vxlan_read(p, len);
+    if (v < 0) {
+      store<u32>(d + DESC_VERDICT, VERDICT_DROP);
+      store<u32>(d + DESC_ARG, <u32>-v);
+      continue;
+    }
+    store<u32>(d + DESC_VNI, <u32>v);
+    store<u32>(d + DESC_PTR, <u32>(p + VXLAN_HLEN));
+    store<u32>(d + DESC_LEN, len - VXLAN_HLEN);
+    store<u32>(d + DESC_VERDICT, VERDICT_LOCAL);
+    store<u32>(d + DESC_ARG, <u32>NO_INDEX);
+    ok++;
+  }
+  return ok;
 }

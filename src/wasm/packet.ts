@@ -19,6 +19,8 @@ import {
   DESC_SIZE,
   DROP_MALFORMED,
   DROP_TRUNCATED,
+  DROP_VXLAN_FLAGS,
+  DROP_VXLAN_RESERVED,
   OUTER_F_DF,
   OUTER_F_UDP_CSUM,
   OUTER_FLAGS,
@@ -61,6 +63,7 @@ interface PacketExports {
   csum_verify_batch(descs: number, n: number, recs: number): number;
   parse_batch(descs: number, n: number, out: number): number;
   outer_v4_batch(descs: number, n: number, cfg: number): number;
+  vxlan_pull_batch(descs: number, n: number): number;
 }
 
 /** One frame's parse record, decoded. Offsets are from the frame's first byte; 0 = not reached. */
@@ -117,6 +120,18 @@ export function parseError(status: number, what = 'frame'): VxError | undefined 
     return new VxError('ERR_PACKET_MALFORMED', `${what} has a header field that cannot be valid`);
   }
   return new VxError('ERR_PACKET_STATUS', `${what}: unknown parse status ${status}`);
+}
+
+/** The error a VXLAN header DROP_* reason (DESC_ARG after `pullVxlan`) stands for. */
+export function vxlanError(reason: number): VxError {
+  if (reason === DROP_TRUNCATED)
+    return new VxError('ERR_PACKET_TRUNCATED', 'VXLAN header shorter than 8 bytes');
+  if (reason === DROP_VXLAN_FLAGS) {
+    return new VxError('ERR_VXLAN_FLAGS', 'VXLAN flags other than I (0x08), or I missing');
+  }
+  if (reason === DROP_VXLAN_RESERVED)
+    return new VxError('ERR_VXLAN_RESERVED', 'VXLAN reserved bits are not zero');
+  return new VxError('ERR_PACKET_STATUS', `unknown VXLAN drop reason ${reason}`);
 }
 
 /** What CSUM_V_* bits (the result of `verifyChecksums` per descriptor) say, decoded. */
@@ -259,6 +274,17 @@ export class PacketCore {
   encapV4(descs: number, n: number): number {
     this.#check(n);
     return this.#x.outer_v4_batch(descs, n, this.outerConfig);
+  }
+
+  /**
+   * Strips the VXLAN header from UDP payloads (DESC_PTR at the VXLAN header): DESC_VNI gets the
+   * VNI and DESC_PTR/DESC_LEN move to the inner frame, with VERDICT_LOCAL; a header that fails the
+   * strict RFC 7348 checks gets VERDICT_DROP and its DROP_* reason in DESC_ARG (`vxlanError`).
+   * Returns how many passed.
+   */
+  pullVxlan(descs: number, n: number): number {
+    this.#check(n);
+    return this.#x.vxlan_pull_batch(descs, n);
   }
 
   /** The unfolded ones'-complement sum of [p, p+len) (for tools and tests, not per packet). */
