@@ -1,11 +1,16 @@
 // bench/io.ts: which kernel I/O mechanism moves packets fastest between a TAP, WASM memory and
 // UDP on this machine (issue 4 asks for the choice by measurement).
 //
-// Method (one run, root, about 40 s):
+// Method (one run, root, about 45 s; `--only=udp|raw|<impl>` runs one part):
 // 1. `udp-loopback` (case `1400`): one thread sends 64 datagrams of 1400 B to a socket on loopback
 //    and receives them back, repeatedly: koffi sendmmsg/recvmmsg straight from WASM memory
 //    (`mmsg`, batch 64) vs node:dgram (`dgram`, baseline). Median of 5 runs of 300 ms.
-// 2. `io-forward` (case `tcp`): two namespaces, each with a TAP (10.77.x.1 and .2, MTU 1450); a
+// 2. `raw-send` (case `1400`, root): 64 hand-built IPv4/UDP packets per call to a socket on
+//    loopback: RawSender (koffi SOCK_RAW + sendmmsg, batch 64) vs the `raw-socket` package (one
+//    send per libuv wake-up, Buffer over WASM memory, 20000 sends per run), next to UdpBind's own
+//    sendmmsg, and UdpBind with UDP GSO (8 buffers of 44 segments per call) (baseline: udp-sendmmsg).
+//    Median of the runs.
+// 3. `io-forward` (case `tcp`): two namespaces, each with a TAP (10.77.x.1 and .2, MTU 1450); a
 //    copy forwarder in this process (no VXLAN, no WASM pipeline) carries each TAP's frames to the
 //    other side's UDP socket on loopback and back; iperf3 TCP from one namespace to the other for
 //    3 s, one run per mechanism (Gbit/s as iperf3's receiver reports it):
@@ -23,17 +28,22 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import { DESC_ADDR, DESC_LEN, DESC_PTR } from '../assembly/constants.js';
+import { DESC_ADDR, DESC_AUX, DESC_LEN, DESC_PTR } from '../assembly/constants.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { EventLoopDriver, type Pump, Waker } from '../src/io/poller.js';
+import { RawSender } from '../src/io/raw.js';
 import { writeSockaddr } from '../src/io/sockaddr.js';
 import { TapDevice } from '../src/io/tap.js';
 import { UdpBind } from '../src/io/udp.js';
 import { core } from '../src/wasm/module.js';
 import { type HostHandle, hostPumps } from './io/forward.js';
 import { note, rate, record, report } from './lib.js';
+
+const require = createRequire(import.meta.url);
+const rawSocket = require('raw-socket');
 
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 
@@ -91,6 +101,86 @@ async function udpLoopback(): Promise<void> {
   r.close();
   runs.sort((x, y) => x - y);
   record({ bench: 'udp-loopback', case: '1400', impl: 'dgram', value: runs[2]! / 1e6, unit: 'Mdgram/s' });
+}
+
+/** Builds an IPv4/UDP packet (checksums zero: UDP checksum 0 means none on IPv4) at `at`. */
+function rawPacket(u8: Uint8Array, at: number, dport: number, len: number): void {
+  u8.fill(0, at, at + len);
+  u8.set([0x45, 0, len >> 8, len & 0xff, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1], at);
+  u8.set([0x9c, 0x40, dport >> 8, dport & 0xff, (len - 20) >> 8, (len - 20) & 0xff, 0, 0], at + 20);
+}
+
+async function rawSend(): Promise<void> {
+  const sink = UdpBind.open({ address: '127.0.0.1', port: 0 });
+  const port = sink.localAddress().port;
+  const dst = core().alloc(32);
+  writeSockaddr(core().u8(), dst, '127.0.0.1', port);
+  const batch = new PacketBatch({ capacity: 64 });
+  const dv = core().dv();
+  for (let i = 0; i < 64; i++) {
+    rawPacket(core().u8(), batch.frame(i), port, 1400);
+    dv.setUint32(batch.desc(i) + DESC_PTR, batch.frame(i), true);
+    dv.setUint32(batch.desc(i) + DESC_LEN, 1400, true);
+    dv.setUint32(batch.desc(i) + DESC_ADDR, dst, true);
+  }
+  const raw = RawSender.open({});
+  record({
+    bench: 'raw-send',
+    case: '1400',
+    impl: 'koffi-sendmmsg',
+    value: rate(() => raw.sendBatch(batch.descs, 64), 64) / 1e6,
+    unit: 'Mpkt/s',
+  });
+  raw.close();
+
+  const rs = rawSocket.createSocket({ protocol: rawSocket.Protocol.Raw ?? 255 });
+  rs.setOption(rawSocket.SocketLevel.IPPROTO_IP, rawSocket.SocketOption.IP_HDRINCL, 1);
+  const buf = Buffer.from(core().memory.buffer, batch.frame(0), 1400); // a view over WASM memory: no copy
+  const runs: number[] = [];
+  for (let run = 0; run < 4; run++) {
+    const n = 20000;
+    const t0 = process.hrtime.bigint();
+    await new Promise<void>((resolve, reject) => {
+      let done = 0;
+      for (let i = 0; i < n; i++) {
+        rs.send(buf, 0, 1400, '127.0.0.1', (err: Error | null) => {
+          if (err) reject(err);
+          else if (++done === n) resolve();
+        });
+      }
+    });
+    if (run > 0) runs.push(n / (Number(process.hrtime.bigint() - t0) / 1e9));
+  }
+  rs.close();
+  runs.sort((a, b) => a - b);
+  record({ bench: 'raw-send', case: '1400', impl: 'raw-socket', value: runs[1]! / 1e6, unit: 'Mpkt/s' });
+
+  const u = UdpBind.open({ address: '127.0.0.1', port: 0 });
+  // The same datagrams through UDP GSO: 8 buffers of 44 segments each per sendmmsg.
+  const big = new PacketBatch({ capacity: 8, frameCapacity: 44 * 1372 });
+  for (let i = 0; i < 8; i++) {
+    dv.setUint32(big.desc(i) + DESC_PTR, big.frame(i), true);
+    dv.setUint32(big.desc(i) + DESC_LEN, 44 * 1372, true);
+    dv.setUint32(big.desc(i) + DESC_ADDR, dst, true);
+    dv.setUint32(big.desc(i) + DESC_AUX, 1372, true);
+  }
+  record({
+    bench: 'raw-send',
+    case: '1400',
+    impl: 'udp-gso',
+    value: rate(() => u.sendBatch(big.descs, 8), 8 * 44) / 1e6,
+    unit: 'Mpkt/s',
+  });
+  for (let i = 0; i < 64; i++) dv.setUint32(batch.desc(i) + DESC_LEN, 1372, true);
+  record({
+    bench: 'raw-send',
+    case: '1400',
+    impl: 'udp-sendmmsg',
+    value: rate(() => u.sendBatch(batch.descs, 64), 64) / 1e6,
+    unit: 'Mpkt/s',
+  });
+  u.close();
+  sink.close();
 }
 
 // ---- Forwarder ---------------------------------------------------------------------------------
@@ -250,9 +340,11 @@ async function main(): Promise<void> {
   if (!only || only === 'udp') await udpLoopback();
   if (only === 'udp') return report();
   if (process.getuid?.() !== 0) {
-    note('io-forward needs root: skipped');
+    note('raw-send and io-forward need root: skipped');
     return report();
   }
+  if (!only || only === 'raw') await rawSend();
+  if (only === 'raw') return report();
   for (const ns of NS) sh('ip', 'netns', 'add', ns);
   try {
     const impls = [

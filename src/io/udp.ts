@@ -99,6 +99,7 @@ export interface UdpHandle {
   family: 4 | 6;
   batchSize: number;
   gro: boolean;
+  gso?: boolean;
   regions: [number, number, number, number, number, number];
 }
 
@@ -108,6 +109,8 @@ export class UdpBind {
   readonly memory: WebAssembly.Memory;
   readonly batchSize: number;
   readonly gro: boolean;
+  /** Whether a non-zero DESC_AUX asks for UDP_SEGMENT (false for sockets adopted without GSO). */
+  readonly gso: boolean;
   readonly stats: UdpStats = {
     rxDatagrams: 0,
     rxBytes: 0,
@@ -133,6 +136,7 @@ export class UdpBind {
     this.memory = memory;
     this.batchSize = h.batchSize;
     this.gro = h.gro;
+    this.gso = h.gso ?? true;
     this.base = memBase(this.memory);
     this.view = new MemView(this.memory);
     [this.rxVec, this.rxIov, this.rxCmsg, this.txVec, this.txIov, this.txCmsg] = h.regions;
@@ -154,7 +158,34 @@ export class UdpBind {
       this.txIov,
       this.txCmsg,
     ];
-    return { fd: this.fd, family: this.family, batchSize: this.batchSize, gro: this.gro, regions };
+    return {
+      fd: this.fd,
+      family: this.family,
+      batchSize: this.batchSize,
+      gro: this.gro,
+      gso: this.gso,
+      regions,
+    };
+  }
+
+  /**
+   * Wraps a datagram socket opened elsewhere (the raw underlay's SOCK_RAW socket) for sendBatch;
+   * with `gso: false` DESC_AUX is ignored. close() closes the fd.
+   */
+  static adopt(
+    fd: number,
+    family: 4 | 6,
+    opts: Pick<UdpOptions, 'batch' | 'memory' | 'alloc'> & { gso?: boolean } = {},
+  ): UdpBind {
+    const batch = opts.batch ?? 64;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 1024) {
+      throw new VxError('ERR_INVALID_ARG', `options.batch must be an integer in 1..1024, got ${batch}`);
+    }
+    const alloc = opts.alloc ?? ((size: number) => core().alloc(size));
+    const sizes = [MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT, MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT];
+    const regions = sizes.map((sz) => alloc(batch * sz)) as UdpHandle['regions'];
+    const h: UdpHandle = { fd, family, batchSize: batch, gro: false, gso: opts.gso ?? true, regions };
+    return new UdpBind(h, opts.memory ?? core().memory, true);
   }
 
   /** Opens and binds the socket. Errors: ERR_UDP_BIND (EADDRINUSE, ...), ERR_INVALID_ARG. */
@@ -335,7 +366,7 @@ export class UdpBind {
       u32[m + (MSG_NAMELEN >> 2)] = u8[addr] === AF_INET6 ? SOCKADDR_IN6_LEN : 16;
       put64(u32, iov, base + ptr);
       put64(u32, iov + 2, len);
-      if (seg > 0 && seg < len) {
+      if (seg > 0 && seg < len && this.gso) {
         const c = this.txCmsg + i * CMSG_SPACE_INT;
         u32[(c + CMSG_HDR) >>> 2] = seg;
         put64(u32, m + (MSG_CONTROL >> 2), base + c);
