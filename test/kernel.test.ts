@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { isVxError } from '../src/errors.js';
 import { addAddr, deleteAddr, listAddrs } from '../src/kernel/addr.js';
 import { attachPort, bridgePorts, ensureBridge } from '../src/kernel/bridge.js';
-import { ip } from '../src/kernel/exec.js';
+import { ip, ipBatch } from '../src/kernel/exec.js';
 import { deleteLink, detectUnderlayMtu, ensureVeth, getLink, moveLink, setLink } from '../src/kernel/link.js';
 import {
   ensureGatewayNat,
@@ -63,6 +63,14 @@ test('netns: create twice, delete twice, list, exists, errors', { skip }, async 
   assert.ok(netnsExists(a!));
   assert.ok((await listNetns()).includes(a!));
   assert.equal((await getLink('lo', { netns: a }))?.up, true, 'loopback is up');
+  const batch = [
+    ['link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1'],
+    ['link', 'set', 'dev', 'd0', 'up'],
+  ];
+  await ipBatch(batch, { netns: a, action: 'make d0' });
+  assert.equal((await getLink('d0', { netns: a }))?.up, true, 'one ip -batch ran both commands');
+  await assert.rejects(ipBatch(batch, { netns: a, action: 'make d0 again' }), code('ERR_KERNEL'));
+  assert.equal((await execInNetns(a!, 'cat', ['/proc/sys/net/ipv4/ip_forward'])).trim(), '0');
   const proc = spawnInNetns(a!, 'sleep', ['30']);
   await new Promise((r) => proc.once('spawn', r));
   const exited = new Promise((r) => proc.once('exit', r));

@@ -161,7 +161,13 @@ export class CoreStore implements Store {
     const events = this.state.apply(mutations);
     if (extra.lr !== undefined) this.state.dropLease(extra.lr);
     if (events.length) this.publish(this.state.revision, events);
-    await this.journal?.afterWrite(() => this.state.snapshot());
+    try {
+      await this.journal?.afterWrite(() => this.state.snapshot());
+    } catch (e) {
+      // The write above is durable; a failed compaction leaves the journal in an unknown
+      // state, so later writes are refused (ERR_STORE_IO) until the store is reopened.
+      this.failure = e;
+    }
   }
 
   private publish(revision: number, events: WatchEvent[]): void {
@@ -195,7 +201,7 @@ export class CoreStore implements Store {
       return;
     }
     const oldest = this.history.length ? this.history[0]!.revision : this.state.revision + 1;
-    if (from < oldest && from <= this.state.revision) {
+    if (from < oldest) {
       this.send(w, { kind: 'resync', revision: this.state.revision, kvs: this.state.list(w.prefix) });
       return;
     }

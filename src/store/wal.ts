@@ -15,7 +15,7 @@
 
 import { constants as C, existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { VxError } from '../errors.js';
 import type { Journal, JournalRecord } from './core.js';
@@ -148,7 +148,8 @@ export class Wal implements Journal {
 
   static async open(options: { dir: string; compactBytes?: number }) {
     const dir = resolve(options.dir);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // A new dir's own entry must be durable too, or a crash could lose the whole store.
+    if (await mkdir(dir, { recursive: true, mode: 0o700 })) await fsyncPath(dirname(dir));
     lockDir(dir);
     try {
       const r = await Wal.recover(dir);
