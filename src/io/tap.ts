@@ -15,6 +15,7 @@ import { core } from '../wasm/module.js';
 import type { PacketBatch } from './batch.js';
 import { EAGAIN, EINTR, errno, memBase, O_CLOEXEC, O_NONBLOCK, O_RDWR, sys, sysError } from './libc.js';
 import { MemView } from './memview.js';
+import type { TapSeam } from './seams.js';
 
 const TUNSETIFF = 0x400454ca;
 const TUNSETOFFLOAD = 0x400454d0;
@@ -62,7 +63,7 @@ export interface TapHandle {
   vnetHdr: boolean;
 }
 
-export class TapDevice {
+export class TapDevice implements TapSeam {
   readonly name: string;
   readonly fd: number;
   readonly vnetHdr: boolean;

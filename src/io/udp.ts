@@ -54,6 +54,7 @@ import {
   UDP_SEGMENT,
 } from './libc.js';
 import { MemView } from './memview.js';
+import type { UdpSeam } from './seams.js';
 import { readSockaddr, type SockAddr, writeSockaddr } from './sockaddr.js';
 
 export interface UdpOptions {
@@ -103,7 +104,7 @@ export interface UdpHandle {
   regions: [number, number, number, number, number, number];
 }
 
-export class UdpBind {
+export class UdpBind implements UdpSeam {
   readonly fd: number;
   readonly family: 4 | 6;
   readonly memory: WebAssembly.Memory;
