@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { isVxError } from '../src/errors.js';
+import { conformance } from '../src/store/conformance.js';
 import { openEmbeddedStore } from '../src/store/embedded.js';
 import { createMemoryStore } from '../src/store/memory.js';
 import type { KeyValue, Op, Store, Txn, WatchMessage } from '../src/store/store.js';
@@ -157,75 +158,19 @@ if (!CHILD) {
     await mem.close();
   });
 
-  test('txn: compares, failure branch, revisions and metadata', async () => {
-    const s = createMemoryStore();
-    const r1 = await s.txn({
-      compare: [{ key: 'k', absent: true }],
-      success: [{ type: 'put', key: 'k', value: '1' }],
+  for (const [name, check] of Object.entries(conformance)) {
+    test(`conformance ${name}: memory store`, async () => {
+      const s = createMemoryStore();
+      await check(s, '/t/');
+      await s.close();
     });
-    assert.deepEqual(r1, { succeeded: true, revision: 1 });
-    const r2 = await s.txn({
-      compare: [{ key: 'k', absent: true }],
-      success: [{ type: 'put', key: 'k', value: 'x' }],
-      failure: [{ type: 'put', key: 'lost', value: 'y' }],
+    test(`conformance ${name}: embedded store`, async (t) => {
+      const s = await openEmbeddedStore({ dir: tempDir(t) });
+      await check(s, '/t/');
+      await s.close();
+      await assert.rejects(s.get('/t/a'), (e) => isVxError(e, 'ERR_STORE_CLOSED'));
     });
-    assert.deepEqual(r2, { succeeded: false, revision: 2 });
-    await s.put('k', '2');
-    assert.deepEqual(await s.get('k'), {
-      key: 'k',
-      value: '2',
-      createRevision: 1,
-      modRevision: 3,
-      version: 2,
-      lease: 0,
-    });
-    const stale = await s.txn({
-      compare: [{ key: 'k', modRevision: 1 }],
-      success: [{ type: 'delete', key: 'k' }],
-    });
-    assert.equal(stale.succeeded, false);
-    const fresh = await s.txn({
-      compare: [{ key: 'k', value: '2' }],
-      success: [{ type: 'delete', key: 'k' }],
-    });
-    assert.deepEqual(fresh, { succeeded: true, revision: 4 });
-    assert.deepEqual(await s.delete('k'), { succeeded: true, revision: 4 }, 'deleting nothing does not bump');
-    await s.close();
-  });
-
-  test('bad input is refused with a code and changes nothing', async () => {
-    const s = createMemoryStore();
-    await s.put('a', '1');
-    const bad: [() => Promise<unknown>, string][] = [
-      [() => s.put('', 'x'), 'ERR_STORE_BAD_KEY'],
-      [() => s.put('k', 5 as unknown as string), 'ERR_STORE_BAD_VALUE'],
-      [() => s.txn({ compare: [{ key: 'a' } as never], success: [] }), 'ERR_STORE_BAD_TXN'],
-      [() => s.txn({ compare: [], success: [{ type: 'nope' } as never] }), 'ERR_STORE_BAD_TXN'],
-      [
-        () =>
-          s.txn({
-            compare: [],
-            success: [
-              { type: 'put', key: 'x', value: '1' },
-              { type: 'delete', key: 'x' },
-            ],
-          }),
-        'ERR_STORE_BAD_TXN',
-      ],
-      [() => s.put('k', 'v', { lease: 77 }), 'ERR_LEASE_NOT_FOUND'],
-      [() => s.grantLease({ ttlSeconds: 0 }), 'ERR_STORE_BAD_TTL'],
-    ];
-    for (const [fn, code] of bad) {
-      await assert.rejects(
-        async () => fn(),
-        (e) => isVxError(e) && e.code === code,
-        code,
-      );
-    }
-    assert.deepEqual(await dump(s), { revision: 1, kvs: [await s.get('a')] });
-    await s.close();
-    await assert.rejects(s.get('a'), (e) => isVxError(e, 'ERR_STORE_CLOSED'));
-  });
+  }
 
   test('watch: prefix events in order, replay from a revision, resync when history is gone', async (t) => {
     const dir = tempDir(t);
@@ -270,30 +215,6 @@ if (!CHILD) {
     await new Promise((r) => setImmediate(r));
     assert.equal(after[0]!.kind, 'resync', 'after a restart the history is gone');
     assert.deepEqual(after[1]!.kind === 'events' && after[1]!.events[0]!.kv.key, 'net/c');
-    await s.close();
-  });
-
-  test('leases: keys go when the lease expires or is revoked; keep-alive holds them', async (t) => {
-    const dir = tempDir(t);
-    const s = await openEmbeddedStore({ dir });
-    const short = await s.grantLease({ ttlSeconds: 1 });
-    const kept = await s.grantLease({ ttlSeconds: 1 });
-    await s.put('hosts/a', 'a', { lease: short.id });
-    await s.put('hosts/b', 'b', { lease: kept.id });
-    const events: string[] = [];
-    await s.watch(
-      'hosts/',
-      (m) => m.kind === 'events' && events.push(...m.events.map((e) => `${e.type} ${e.kv.key}`)),
-    );
-    const timer = setInterval(() => kept.keepAlive().catch(() => undefined), 300);
-    await new Promise((r) => setTimeout(r, 1500));
-    clearInterval(timer);
-    assert.deepEqual(events, ['delete hosts/a']);
-    await assert.rejects(short.keepAlive(), (e) => isVxError(e, 'ERR_LEASE_NOT_FOUND'));
-    assert.equal((await s.get('hosts/b'))?.lease, kept.id);
-    await kept.revoke();
-    await kept.revoke();
-    assert.equal(await s.get('hosts/b'), undefined);
     await s.close();
   });
 
