@@ -24,6 +24,7 @@ import {
   execInNetns,
   listNetns,
   netnsExists,
+  netnsState,
   spawnInNetns,
 } from '../src/kernel/netns.js';
 import { listRoutes, replaceRoute, routeGet } from '../src/kernel/route.js';
@@ -58,7 +59,7 @@ async function pings(netns: string, dest: string): Promise<boolean> {
 const code = (c: string) => (e: unknown) => isVxError(e) && e.code === c;
 
 test('netns: create twice, delete twice, list, exists, errors', { skip }, async (t) => {
-  const [a] = await namespaces(t, 'ns');
+  const [a, stale] = await namespaces(t, 'ns', 'stale');
   await ensureNetns(a!);
   assert.ok(netnsExists(a!));
   assert.ok((await listNetns()).includes(a!));
@@ -71,6 +72,14 @@ test('netns: create twice, delete twice, list, exists, errors', { skip }, async 
   assert.equal((await getLink('d0', { netns: a }))?.up, true, 'one ip -batch ran both commands');
   await assert.rejects(ipBatch(batch, { netns: a, action: 'make d0 again' }), code('ERR_KERNEL'));
   assert.equal((await execInNetns(a!, 'cat', ['/proc/sys/net/ipv4/ip_forward'])).trim(), '0');
+  // A name file whose mount lived in another, now gone, mount namespace is stale: replaced.
+  await deleteNetns(stale!);
+  await execInNetns(a!, 'ip', ['netns', 'add', stale!]);
+  assert.equal(netnsState(stale!), 'stale');
+  assert.ok((await listNetns({ stale: true })).includes(stale!));
+  assert.equal((await listNetns()).includes(stale!), false);
+  await ensureNetns(stale!);
+  assert.equal(netnsState(stale!), 'live');
   const proc = spawnInNetns(a!, 'sleep', ['30']);
   await new Promise((r) => proc.once('spawn', r));
   const exited = new Promise((r) => proc.once('exit', r));

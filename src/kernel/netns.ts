@@ -1,19 +1,23 @@
 // Named network namespaces (`ip netns`): what a container, a network's sandbox, or a simulated
 // host is.
 //
-// Owns: create (idempotent: an existing namespace is adopted), delete (can run twice; optionally
-// kills what still runs inside, since a namespace lives on while a process holds it), list,
-// exists, and running a command inside one.
+// Owns: create (idempotent: an existing namespace is adopted, a stale name file replaced), delete
+// (can run twice; optionally kills what still runs inside, since a namespace lives on while a
+// process holds it), list, exists, and running a command inside one.
+// A daemon simulating a host should enter only the host's *network* namespace
+// (`nsenter --net=/run/netns/host1 vxnet daemon`): under `ip netns exec` it gets a private mount
+// namespace, so the namespaces it creates are mounted where only it and its children see them.
 
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { checkNetnsName, ip, ipJson, isExists, isMissing, type RunOptions, run } from './exec.js';
 
 const NETNS_DIR = '/run/netns';
 
 export async function ensureNetns(name: string, options: { loopbackUp?: boolean } = {}): Promise<void> {
   checkNetnsName(name);
-  if (!netnsExists(name)) {
+  if (netnsState(name) === 'stale') await deleteNetns(name);
+  if (netnsState(name) === 'absent') {
     await ip(['netns', 'add', name], { action: `add netns "${name}"` }).catch((e) => {
       if (!isExists(e)) throw e;
     });
@@ -30,13 +34,29 @@ export async function deleteNetns(name: string, options: { killProcesses?: boole
   });
 }
 
-export function netnsExists(name: string): boolean {
-  return existsSync(`${NETNS_DIR}/${checkNetnsName(name)}`);
+/**
+ * 'live': /run/netns/NAME is a namespace mounted there. 'stale': a plain file left behind, which
+ * happens when the mount was made in another mount namespace that is gone (a process started by
+ * `ip netns exec` runs in a private one): `ip netns add` refuses it, so ensureNetns replaces it.
+ */
+export function netnsState(name: string): 'live' | 'stale' | 'absent' {
+  const path = `${NETNS_DIR}/${checkNetnsName(name)}`;
+  if (!existsSync(path)) return 'absent';
+  return statSync(path).dev === statSync(NETNS_DIR).dev ? 'stale' : 'live';
 }
 
-export async function listNetns(): Promise<string[]> {
+export function netnsExists(name: string): boolean {
+  return netnsState(name) === 'live';
+}
+
+/** Names of the live namespaces; with `{ stale: true }`, of the stale files instead (to clean up). */
+export async function listNetns(options: { stale?: boolean } = {}): Promise<string[]> {
   const rows = await ipJson<{ name: string }>(['netns', 'list'], { action: 'list netns' });
-  return rows.map((r) => r.name).sort();
+  const want = options.stale ? 'stale' : 'live';
+  return rows
+    .map((r) => r.name)
+    .filter((n) => netnsState(n) === want)
+    .sort();
 }
 
 /** Pids of the processes whose network namespace is `name`. */
