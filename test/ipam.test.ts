@@ -8,7 +8,7 @@ import { contains, formatIp, macFromIp, overlaps, parseCidr, parseIp } from '../
 import { Ipam } from '../src/ipam/pool.js';
 import { VniAllocator } from '../src/ipam/vni.js';
 import { createMemoryStore } from '../src/store/memory.js';
-import type { Store } from '../src/store/store.js';
+import { type Store, transact } from '../src/store/store.js';
 
 const code = (c: string) => (e: unknown) => isVxError(e) && e.code === c;
 
@@ -219,4 +219,32 @@ test('concurrent allocations through one store never collide', async () => {
     [0, 1, 2].map((i) => hosts[i]!.ipam.requestIp(nets[1]![0].subnet, { owner: `p${i}`, ip })),
   );
   assert.equal(pinned.filter((r) => r.status === 'fulfilled').length, 1, 'one of three racing --ip wins');
+});
+
+test('network create as one transaction: subnet + VNI + record, all or nothing, concurrently', async () => {
+  const store = createMemoryStore();
+  const hosts = [0, 1, 2].map(() => ({ ipam: new Ipam({ store }), vnis: new VniAllocator({ store }) }));
+  const create = (h: (typeof hosts)[number], name: string, subnet?: string) =>
+    transact(
+      store,
+      async () => {
+        const s = await h.ipam.planSubnet({ owner: name, subnet });
+        const v = await h.vnis.plan({ owner: name });
+        const key = `/vxnet/networks/${name}`;
+        if (await store.get(key)) throw new Error(`network ${name} exists`);
+        return {
+          value: { subnet: s.value.subnet, vni: v.value },
+          compare: [...s.compare, ...v.compare, { key, absent: true }],
+          success: [...s.success, ...v.success, { type: 'put', key, value: name }],
+        };
+      },
+      { what: 'network create' },
+    );
+  const made = await Promise.all(Array.from({ length: 20 }, (_, i) => create(hosts[i % 3]!, `net${i}`)));
+  assert.equal(new Set(made.map((m) => m.subnet)).size, 20, 'distinct subnets');
+  assert.equal(new Set(made.map((m) => m.vni)).size, 20, 'distinct VNIs');
+  const before = await store.list('');
+  await assert.rejects(create(hosts[0]!, 'net0'), /exists/);
+  await assert.rejects(create(hosts[1]!, 'other', made[0]!.subnet), code('ERR_SUBNET_OVERLAP'));
+  assert.deepEqual(await store.list(''), before, 'a refused create leaves no subnet or VNI behind');
 });

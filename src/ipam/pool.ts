@@ -12,7 +12,7 @@
 // Several scopes (the global overlay pool, a host's gateway-bridge pool) are separate prefixes.
 
 import { VxError } from '../errors.js';
-import { retryCas, type Store } from '../store/store.js';
+import { type Plan, retryCas, type Store, transact } from '../store/store.js';
 import {
   type Cidr,
   contains,
@@ -91,8 +91,41 @@ export class Ipam {
   }
 
   async requestSubnet(req: SubnetRequest): Promise<SubnetInfo> {
-    const checked = checkRequest(req);
-    return retryCas(() => this.trySubnet(req.owner, checked), { what: 'subnet allocation' });
+    checkRequest(req);
+    return transact(this.store, () => this.planSubnet(req), { what: 'subnet allocation' });
+  }
+
+  /** The compares and ops that take a subnet; merge them into a larger transaction (transact). */
+  async planSubnet(req: SubnetRequest): Promise<Plan<SubnetInfo>> {
+    const c = checkRequest(req);
+    const { kvs } = await this.store.list(`${this.prefix}subnets`);
+    const guard = kvs.find((kv) => kv.key === this.guardKey());
+    const taken = kvs
+      .filter((kv) => kv !== guard)
+      .map((kv) => parseCidr((JSON.parse(kv.value) as SubnetInfo).subnet));
+    const subnet = c.subnet ?? this.carve(taken);
+    const clash = taken.find((t) => overlaps(t, subnet));
+    if (clash) {
+      throw new VxError(
+        'ERR_SUBNET_OVERLAP',
+        `subnet ${formatCidr(subnet)} overlaps ${formatCidr(clash)}, in use`,
+      );
+    }
+    const info: SubnetInfo = {
+      subnet: formatCidr(subnet),
+      gateway: formatIp(c.gateway ?? subnet.network + 1),
+      owner: req.owner,
+    };
+    if (c.ipRange) info.ipRange = formatCidr(c.ipRange);
+    const id = subnetId(subnet);
+    return {
+      value: info,
+      compare: [{ key: this.guardKey(), modRevision: guard?.modRevision ?? 0 }],
+      success: [
+        { type: 'put', key: `${this.prefix}subnets/${id}`, value: JSON.stringify(info) },
+        { type: 'put', key: this.guardKey(), value: `take ${id}` },
+      ],
+    };
   }
 
   /** Frees a subnet and every address in it. Can run twice. */
@@ -150,37 +183,6 @@ export class Ipam {
 
   private guardKey(): string {
     return `${this.prefix}subnets-guard`;
-  }
-
-  private async trySubnet(owner: string, c: Checked): Promise<SubnetInfo | undefined> {
-    const { kvs } = await this.store.list(`${this.prefix}subnets`);
-    const guard = kvs.find((kv) => kv.key === this.guardKey());
-    const taken = kvs
-      .filter((kv) => kv !== guard)
-      .map((kv) => parseCidr((JSON.parse(kv.value) as SubnetInfo).subnet));
-    const subnet = c.subnet ?? this.carve(taken);
-    const clash = taken.find((t) => overlaps(t, subnet));
-    if (clash) {
-      throw new VxError(
-        'ERR_SUBNET_OVERLAP',
-        `subnet ${formatCidr(subnet)} overlaps ${formatCidr(clash)}, in use`,
-      );
-    }
-    const info: SubnetInfo = {
-      subnet: formatCidr(subnet),
-      gateway: formatIp(c.gateway ?? subnet.network + 1),
-      owner,
-    };
-    if (c.ipRange) info.ipRange = formatCidr(c.ipRange);
-    const id = subnetId(subnet);
-    const r = await this.store.txn({
-      compare: [{ key: this.guardKey(), modRevision: guard?.modRevision ?? 0 }],
-      success: [
-        { type: 'put', key: `${this.prefix}subnets/${id}`, value: JSON.stringify(info) },
-        { type: 'put', key: this.guardKey(), value: `take ${id}` },
-      ],
-    });
-    return r.succeeded ? info : undefined;
   }
 
   /** The first default-pool block that overlaps nothing taken. */

@@ -6,7 +6,7 @@
 // libnetwork's, leaving low VNIs to hand-configured kernel VXLAN devices.
 
 import { VxError } from '../errors.js';
-import { retryCas, type Store } from '../store/store.js';
+import { type Plan, retryCas, type Store } from '../store/store.js';
 
 export const VNI_FIRST = 4096;
 export const VNI_LAST = 0xffffff;
@@ -41,11 +41,23 @@ export class VniAllocator {
 
   /** Takes `vni` when given (a pinned `vxlanid`, checked), else the lowest free one. */
   async allocate(options: { owner: string; vni?: number | string }): Promise<number> {
-    if (typeof options?.owner !== 'string' || !options.owner) {
-      throw new VxError('ERR_BAD_OWNER', 'options.owner must be a non-empty string');
-    }
+    checkOwner(options?.owner);
     if (options.vni !== undefined) return this.pin(this.checkPinned(options.vni), options.owner);
     return retryCas(() => this.tryLowestFree(options.owner), { what: 'VNI allocation' });
+  }
+
+  /** The compares and ops that take a VNI; merge them into a larger transaction (transact). */
+  async plan(options: { owner: string; vni?: number | string }): Promise<Plan<number>> {
+    checkOwner(options?.owner);
+    const vni =
+      options.vni === undefined ? this.lowestFree(await this.used()) : this.checkPinned(options.vni);
+    const key = this.prefix + vni;
+    if (options.vni !== undefined && (await this.store.get(key))) throw inUse(vni);
+    return {
+      value: vni,
+      compare: [{ key, absent: true }],
+      success: [{ type: 'put', key, value: options.owner }],
+    };
   }
 
   /** Frees a VNI. Can run twice. */
@@ -77,26 +89,43 @@ export class VniAllocator {
       compare: [{ key, absent: true }],
       success: [{ type: 'put', key, value: owner }],
     });
-    if (!r.succeeded) throw new VxError('ERR_VNI_IN_USE', `VNI ${vni} is already used by another network`);
+    if (!r.succeeded) throw inUse(vni);
     return vni;
   }
 
+  private async used(): Promise<Set<number>> {
+    return new Set((await this.list()).map((e) => e.vni));
+  }
+
+  private lowestFree(used: Set<number>, after = this.first - 1): number {
+    for (let vni = after + 1; vni <= this.last; vni++) if (!used.has(vni)) return vni;
+    throw new VxError('ERR_VNI_EXHAUSTED', `no free VNI left in ${this.first}-${this.last}`);
+  }
+
   private async tryLowestFree(owner: string): Promise<number | undefined> {
-    const used = new Set((await this.list()).map((e) => e.vni));
-    let tried = 0;
-    for (let vni = this.first; vni <= this.last; vni++) {
-      if (used.has(vni)) continue;
+    const used = await this.used();
+    let vni = this.first - 1;
+    // A lost race moves on to the next candidate; after a few losses, re-read instead.
+    for (let tried = 0; tried < 8; tried++) {
+      vni = this.lowestFree(used, vni);
       const key = this.prefix + vni;
       const r = await this.store.txn({
         compare: [{ key, absent: true }],
         success: [{ type: 'put', key, value: owner }],
       });
       if (r.succeeded) return vni;
-      // Someone else took it meanwhile; after a few losses re-read rather than probe blindly.
-      if (++tried === 8) return undefined;
     }
-    throw new VxError('ERR_VNI_EXHAUSTED', `no free VNI left in ${this.first}-${this.last}`);
+    return undefined;
   }
+}
+
+function inUse(vni: number): VxError {
+  return new VxError('ERR_VNI_IN_USE', `VNI ${vni} is already used by another network`);
+}
+
+function checkOwner(owner: unknown): void {
+  if (typeof owner !== 'string' || !owner)
+    throw new VxError('ERR_BAD_OWNER', 'options.owner must be a non-empty string');
 }
 
 function isVni(n: number, first: number, last: number): boolean {

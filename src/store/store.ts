@@ -168,3 +168,27 @@ export async function retryCas<T>(
   }
   throw new VxError('ERR_STORE_CONFLICT', `${options.what}: gave up after ${tries} conflicting transactions`);
 }
+
+/** A transaction's worth of compares and ops that yields `value` when it commits. */
+export interface Plan<T> {
+  value: T;
+  compare: Compare[];
+  success: Op[];
+}
+
+/**
+ * Builds a plan and commits it, rebuilding after a lost race. Plans from several allocators can
+ * be merged into one plan (concatenate compares and ops), so a network's subnet, VNI and record
+ * are written all or nothing.
+ */
+export function transact<T>(
+  store: Store,
+  build: () => Promise<Plan<T>>,
+  options: { tries?: number; what: string },
+) {
+  return retryCas(async () => {
+    const plan = await build();
+    const r = await store.txn({ compare: plan.compare, success: plan.success });
+    return r.succeeded ? { value: plan.value } : undefined;
+  }, options).then((r) => r.value);
+}
