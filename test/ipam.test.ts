@@ -247,4 +247,22 @@ test('network create as one transaction: subnet + VNI + record, all or nothing, 
   await assert.rejects(create(hosts[0]!, 'net0'), /exists/);
   await assert.rejects(create(hosts[1]!, 'other', made[0]!.subnet), code('ERR_SUBNET_OVERLAP'));
   assert.deepEqual(await store.list(''), before, 'a refused create leaves no subnet or VNI behind');
+
+  // An endpoint: its address and its record in one transaction.
+  const join = (h: (typeof hosts)[number], name: string, ip?: string) =>
+    transact(
+      store,
+      async () => {
+        const a = await h.ipam.planIp(made[0]!.subnet, { owner: name, ip });
+        const key = `/vxnet/endpoints/${name}`;
+        const success = [...a.success, { type: 'put' as const, key, value: a.value.ip }];
+        return { value: a.value, compare: [...a.compare, { key, absent: true }], success };
+      },
+      { what: 'endpoint create' },
+    );
+  const eps = await Promise.all(Array.from({ length: 12 }, (_, i) => join(hosts[i % 3]!, `ep${i}`)));
+  assert.equal(new Set(eps.map((e) => e.ip)).size, 12, 'distinct endpoint addresses');
+  const taken = await store.list('');
+  await assert.rejects(join(hosts[0]!, 'late', eps[0]!.ip), code('ERR_IP_IN_USE'));
+  assert.deepEqual(await store.list(''), taken);
 });

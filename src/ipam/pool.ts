@@ -153,21 +153,26 @@ export class Ipam {
 
   /** Takes an address in `subnet`: `ip` when given (checked), else the lowest free one in the range. */
   async requestIp(subnet: string, options: { owner: string; ip?: string }): Promise<IpLease> {
-    const cidr = parseCidr(subnet);
+    checkOwner(options?.owner);
+    const what = `address allocation in ${subnet}`;
+    if (options.ip !== undefined) return transact(this.store, () => this.planIp(subnet, options), { what });
+    return retryCas(async () => this.tryDynamicIp(await this.subnetFor(subnet), options.owner), { what });
+  }
+
+  /** The compares and ops that take an address; merge them into a larger transaction (transact). */
+  async planIp(subnet: string, options: { owner: string; ip?: string }): Promise<Plan<IpLease>> {
+    checkOwner(options?.owner);
     const wanted = options.ip === undefined ? undefined : parseIp(options.ip);
-    checkOwner(options.owner);
-    const key = `${this.prefix}subnets/${subnetId(cidr)}`;
-    return retryCas(
-      async () => {
-        const kv = await this.store.get(key);
-        if (!kv) throw new VxError('ERR_SUBNET_NOT_FOUND', `subnet ${subnet} is not allocated`);
-        const info = JSON.parse(kv.value) as SubnetInfo;
-        const guard = { key, modRevision: kv.modRevision };
-        if (wanted !== undefined) return this.tryStaticIp(info, wanted, options.owner, guard);
-        return this.tryDynamicIp(info, options.owner, guard);
-      },
-      { what: `address allocation in ${subnet}` },
-    );
+    const s = await this.subnetFor(subnet);
+    let ip: number;
+    if (wanted === undefined) ip = this.freeIps(s, await this.usedIps(s)).next().value ?? full(s.info);
+    else ip = await this.checkStaticIp(s, wanted);
+    const key = `${s.ipPrefix}${formatIp(ip)}`;
+    return {
+      value: lease(s.cidr, ip),
+      compare: [s.guard, { key, absent: true }],
+      success: [{ type: 'put', key, value: options.owner }],
+    };
   }
 
   /** Frees an address. Can run twice. */
@@ -198,54 +203,72 @@ export class Ipam {
     );
   }
 
-  private async tryStaticIp(
-    info: SubnetInfo,
-    ip: number,
-    owner: string,
-    guard: { key: string; modRevision: number },
-  ) {
-    const cidr = parseCidr(info.subnet);
-    const text = formatIp(ip);
-    if (!contains(cidr, ip))
-      throw new VxError('ERR_IP_OUT_OF_RANGE', `${text} is not in subnet ${info.subnet}`);
-    if (isReserved(cidr, parseIp(info.gateway), ip)) {
-      throw new VxError(
-        'ERR_IP_RESERVED',
-        `${text} is the network, gateway or broadcast address of ${info.subnet}`,
-      );
+  private async subnetFor(subnet: string): Promise<SubnetRef> {
+    const cidr = parseCidr(subnet);
+    const key = `${this.prefix}subnets/${subnetId(cidr)}`;
+    const kv = await this.store.get(key);
+    if (!kv) throw new VxError('ERR_SUBNET_NOT_FOUND', `subnet ${subnet} is not allocated`);
+    const info = JSON.parse(kv.value) as SubnetInfo;
+    const ipPrefix = `${this.prefix}ips/${subnetId(cidr)}/`;
+    return { info, cidr, ipPrefix, guard: { key, modRevision: kv.modRevision } };
+  }
+
+  private async usedIps(s: SubnetRef): Promise<Set<number>> {
+    const { kvs } = await this.store.list(s.ipPrefix);
+    return new Set(kvs.map((kv) => parseIp(kv.key.slice(s.ipPrefix.length))));
+  }
+
+  /** Free addresses of the subnet's range in ascending order. */
+  private *freeIps(s: SubnetRef, used: Set<number>): Generator<number, undefined> {
+    const range = s.info.ipRange ? parseCidr(s.info.ipRange) : s.cidr;
+    const gateway = parseIp(s.info.gateway);
+    for (let ip = range.network; ip <= lastIp(range); ip++) {
+      if (!used.has(ip) && !isReserved(s.cidr, gateway, ip)) yield ip;
     }
-    const key = `${this.prefix}ips/${subnetId(cidr)}/${text}`;
-    const r = await this.store.txn({
-      compare: [guard, { key, absent: true }],
-      success: [{ type: 'put', key, value: owner }],
-    });
-    if (r.succeeded) return lease(cidr, ip);
-    if (await this.store.get(key))
-      throw new VxError('ERR_IP_IN_USE', `${text} is already in use in ${info.subnet}`);
     return undefined;
   }
 
-  private async tryDynamicIp(info: SubnetInfo, owner: string, guard: { key: string; modRevision: number }) {
-    const cidr = parseCidr(info.subnet);
-    const prefix = `${this.prefix}ips/${subnetId(cidr)}/`;
-    const used = new Set(
-      (await this.store.list(prefix)).kvs.map((kv) => parseIp(kv.key.slice(prefix.length))),
-    );
-    const range = info.ipRange ? parseCidr(info.ipRange) : cidr;
-    const gateway = parseIp(info.gateway);
-    for (let ip = range.network; ip <= lastIp(range); ip++) {
-      if (used.has(ip) || isReserved(cidr, gateway, ip)) continue;
-      const key = prefix + formatIp(ip);
+  private async checkStaticIp(s: SubnetRef, ip: number): Promise<number> {
+    const text = formatIp(ip);
+    if (!contains(s.cidr, ip))
+      throw new VxError('ERR_IP_OUT_OF_RANGE', `${text} is not in subnet ${s.info.subnet}`);
+    if (isReserved(s.cidr, parseIp(s.info.gateway), ip)) {
+      const what = `${text} is the network, gateway or broadcast address of ${s.info.subnet}`;
+      throw new VxError('ERR_IP_RESERVED', what);
+    }
+    if (await this.store.get(s.ipPrefix + text)) {
+      throw new VxError('ERR_IP_IN_USE', `${text} is already in use in ${s.info.subnet}`);
+    }
+    return ip;
+  }
+
+  /** Tries free addresses in turn: a lost race moves on without re-reading the whole subnet. */
+  private async tryDynamicIp(s: SubnetRef, owner: string): Promise<IpLease | undefined> {
+    for (const ip of this.freeIps(s, await this.usedIps(s))) {
+      const key = s.ipPrefix + formatIp(ip);
       const r = await this.store.txn({
-        compare: [guard, { key, absent: true }],
+        compare: [s.guard, { key, absent: true }],
         success: [{ type: 'put', key, value: owner }],
       });
-      if (r.succeeded) return lease(cidr, ip);
-      // Lost the race for this address, or the subnet changed: re-read only in the second case.
-      if ((await this.store.get(guard.key))?.modRevision !== guard.modRevision) return undefined;
+      if (r.succeeded) return lease(s.cidr, ip);
+      // Lost this address, or the subnet changed: re-read only in the second case.
+      if ((await this.store.get(s.guard.key))?.modRevision !== s.guard.modRevision) return undefined;
     }
-    throw new VxError('ERR_SUBNET_FULL', `no free address left in ${info.ipRange ?? info.subnet}`);
+    return full(s.info);
   }
+}
+
+interface SubnetRef {
+  info: SubnetInfo;
+  cidr: Cidr;
+  /** Key prefix of the subnet's addresses. */
+  ipPrefix: string;
+  /** Compare that holds while the subnet is unchanged (not released meanwhile). */
+  guard: { key: string; modRevision: number };
+}
+
+function full(info: SubnetInfo): never {
+  throw new VxError('ERR_SUBNET_FULL', `no free address left in ${info.ipRange ?? info.subnet}`);
 }
 
 function subnetId(c: Cidr): string {
