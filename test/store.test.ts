@@ -299,7 +299,8 @@ function expectedKeys(count: number): string[] {
 /** Starts a child that writes until killed; returns the last write it acknowledged. */
 function runAndKill(dir: string, afterMs: number): Promise<number> {
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-    env: { ...process.env, STORE_CRASH_CHILD: dir },
+    // Without NODE_TEST_CONTEXT: the child is a plain program, not a test-runner subprocess.
+    env: { ...process.env, STORE_CRASH_CHILD: dir, NODE_TEST_CONTEXT: undefined },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let acked = -1;
