@@ -284,3 +284,28 @@ export const CSUM_V_L4_OK = 4; // UDP/TCP checksum with the pseudo-header intact
 export const CSUM_V_L4_BAD = 8;
 export const CSUM_V_L4_NONE = 16; // UDP checksum field 0: none sent (accepted on IPv4)
 export const CSUM_V_BAD = 10; // CSUM_V_IP_BAD | CSUM_V_L4_BAD
+
+// ---- AES-GCM (assembly/aes.ts, ghash.ts, gcm.ts; src/crypto/) -----------------------------------
+// A key context is one region of GCM_CTX_SIZE bytes from core().alloc(), expanded once by
+// gcm_init and then only read (several live at once for key rotation; workers share them).
+export const GCM_CTX_SIZE = 3072;
+export const GCM_CTX_NR = 0; // u32: AES rounds (10 or 14); 0 = not initialised
+export const GCM_CTX_KEY = 64; // the host writes the raw key here; gcm_init expands it, then zeroes 256 bytes
+export const GCM_CTX_RK = 320; // bitsliced round keys (1920 bytes)
+export const GCM_CTX_H = 2240; // GHASH key: H^1..H^4 in multiply-ready parts (768 bytes)
+// A GCM batch is an array of GCMD_SIZE-byte descriptors, one per message, all under one key.
+// Seal encrypts the text in place and writes the tag; open checks the tag over AAD and ciphertext
+// and decrypts in place, or on failure zeroes the text (no plaintext is left behind).
+export const GCMD_SIZE = 32;
+export const GCMD_TEXT = 0; // u32: address of the plaintext/ciphertext (transformed in place)
+export const GCMD_TEXT_LEN = 4; // u32: its length in bytes
+export const GCMD_AAD = 8; // u32: address of the additional authenticated data (ESP: SPI + sequence)
+export const GCMD_AAD_LEN = 12; // u32: its length (0 allowed)
+export const GCMD_NONCE = 16; // u32: address of the 12-byte nonce
+export const GCMD_TAG = 20; // u32: address of the tag (seal writes it, open reads it)
+export const GCMD_TAG_LEN = 24; // u32: 16, 12 or 8
+export const GCMD_STATUS = 28; // u32 out: GCM_OK or GCM_ERR_*
+export const GCM_OK = 0;
+export const GCM_ERR_AUTH = 1; // open: tag mismatch (text zeroed)
+export const GCM_ERR_TAG_LEN = 2; // tag length not 16, 12 or 8 (nothing touched)
+export const GCM_ERR_KEY_LEN = 3; // gcm_init: key not 16 or 32 bytes

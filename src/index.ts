@@ -3,3 +3,15 @@
 export * as constants from '../assembly/constants.js';
 export { isVxError, VxError, type VxErrorCode } from './errors.js';
 export { core as wasmCore, instantiate as instantiateWasm, type WasmCore } from './wasm/module.js';
+export {
+  GcmKey,
+  type GcmMessage,
+  type GcmTagLength,
+  gcmStatus,
+  open as gcmOpen,
+  openBatch as gcmOpenBatch,
+  seal as gcmSeal,
+  sealBatch as gcmSealBatch,
+  writeGcmDescriptor,
+} from './crypto/gcm.js';
+export { GcmPool, type GcmPoolOptions } from './crypto/pool.js';

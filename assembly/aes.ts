@@ -1,0 +1,376 @@
+// AES-128 / AES-256 block encryption, bitsliced over 8 blocks in v128 lanes (constant-time).
+//
+// Technique: Käsper-Schwabe style bitslicing on WebAssembly SIMD. Eight 16-byte blocks are
+// transposed into eight v128 "bit planes": plane i holds bit i of every state byte; within a plane,
+// byte p is state byte p (column-major, as FIPS-197 lays the block out) and bit j of that byte
+// belongs to block j. SubBytes is then the Boyar-Peralta 113-gate circuit (only AND and XOR on whole
+// planes), ShiftRows and the MixColumns byte rotations are fixed `i8x16.shuffle` permutations, and
+// AddRoundKey XORs pre-sliced round keys. No instruction's address, index or branch depends on key
+// or data: the only memory reads are round keys at fixed offsets, and every loop bound is public
+// (the number of rounds, the lengths). That is why it is constant-time. The key schedule's SubWord
+// uses `sbox_ct` below (exponentiation in GF(2^8) with masked arithmetic), also table- and
+// branch-free.
+//
+// WASM has no AES instructions, so speed comes from width: one call encrypts 8 blocks (CTR mode
+// hands it 8 counter blocks at a time), and the 4 NOT gates of the S-box are folded into the round
+// keys (0x63 survives ShiftRows and MixColumns unchanged, so XORing it into keys 1..Nr is exact).
+//
+// Round keys (written by `aes_expand`): (Nr+1) x 8 planes x 16 bytes at `rk`, plane i of round r at
+// rk + r*128 + i*16; each is the round key replicated to all 8 blocks, so byte p is 0x00 or 0xff.
+
+/** Bytes of sliced round keys for AES-256 (15 round keys x 128 bytes). */
+export const AES_RK_BYTES: i32 = 1920;
+
+@inline function X(a: v128, b: v128): v128 {
+  return v128.xor(a, b);
+}
+@inline function N(a: v128, b: v128): v128 {
+  return v128.and(a, b);
+}
+/** ShiftRows: out byte (col c, row r) <- in byte (col c+r mod 4, row r). */
+@inline function sr(a: v128): v128 {
+  return i8x16.shuffle(a, a, 0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11);
+}
+/** ShiftRows then rotate each column up by one row (the a[r+1] term of MixColumns). */
+@inline function sr1(a: v128): v128 {
+  return i8x16.shuffle(a, a, 5, 10, 15, 0, 9, 14, 3, 4, 13, 2, 7, 8, 1, 6, 11, 12);
+}
+/** Rotate each column by two rows. */
+@inline function rot2(a: v128): v128 {
+  return i8x16.shuffle(a, a, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+}
+
+/**
+ * Encrypts the 8 blocks b0..b7 with the sliced round keys at `rk` (`nr` rounds). The keystream of
+ * blocks `first`, first+1, ... is XORed into `len` bytes at `p` (len <= (8-first)*16; a partial last
+ * block touches only its bytes). Returns the encryption of b0 (GCM's E(K, J0) when first = 1).
+ */
+export function aes_encrypt8_xor(
+  rk: usize,
+  nr: i32,
+  b0: v128,
+  b1: v128,
+  b2: v128,
+  b3: v128,
+  b4: v128,
+  b5: v128,
+  b6: v128,
+  b7: v128,
+  p: usize,
+  len: usize,
+  first: i32,
+): v128 {
+  const m1 = i8x16.splat(0x55);
+  const m2 = i8x16.splat(0x33);
+  const m4 = i8x16.splat(0x0f);
+  let t: v128;
+  // Transpose 8 blocks into 8 bit planes: three layers of swap-move over 8x8 bit matrices.
+  t = N(X(i64x2.shr_u(b1, 1), b0), m1); b0 = X(b0, t); b1 = X(b1, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b3, 1), b2), m1); b2 = X(b2, t); b3 = X(b3, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b5, 1), b4), m1); b4 = X(b4, t); b5 = X(b5, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b7, 1), b6), m1); b6 = X(b6, t); b7 = X(b7, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b2, 2), b0), m2); b0 = X(b0, t); b2 = X(b2, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b3, 2), b1), m2); b1 = X(b1, t); b3 = X(b3, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b6, 2), b4), m2); b4 = X(b4, t); b6 = X(b6, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b7, 2), b5), m2); b5 = X(b5, t); b7 = X(b7, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b4, 4), b0), m4); b0 = X(b0, t); b4 = X(b4, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b5, 4), b1), m4); b1 = X(b1, t); b5 = X(b5, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b6, 4), b2), m4); b2 = X(b2, t); b6 = X(b6, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b7, 4), b3), m4); b3 = X(b3, t); b7 = X(b7, i64x2.shl(t, 4));
+
+  // Each layer maps (register bit k, bit-position bit k) to their complements, so register b_j now
+  // holds bit 7-j of every byte. From here s_i = plane of bit i. Round 0: AddRoundKey.
+  let s0 = X(b7, v128.load(rk, 0));
+  let s1 = X(b6, v128.load(rk, 16));
+  let s2 = X(b5, v128.load(rk, 32));
+  let s3 = X(b4, v128.load(rk, 48));
+  let s4 = X(b3, v128.load(rk, 64));
+  let s5 = X(b2, v128.load(rk, 80));
+  let s6 = X(b1, v128.load(rk, 96));
+  let s7 = X(b0, v128.load(rk, 112));
+
+  for (let r = 1; ; r++) {
+    const k = rk + (<usize>r << 7);
+    // SubBytes: Boyar-Peralta circuit, U0 = bit 7 ... U7 = bit 0; S0 = bit 7 ... S7 = bit 0.
+    // The four output NOTs (S1, S2, S6, S7) are folded into the round keys.
+    const U0 = s7, U1 = s6, U2 = s5, U3 = s4, U4 = s3, U5 = s2, U6 = s1, U7 = s0;
+    const T1 = X(U0, U3);
+    const T2 = X(U0, U5);
+    const T3 = X(U0, U6);
+    const T4 = X(U3, U5);
+    const T5 = X(U4, U6);
+    const T6 = X(T1, T5);
+    const T7 = X(U1, U2);
+    const T8 = X(U7, T6);
+    const T9 = X(U7, T7);
+    const T10 = X(T6, T7);
+    const T11 = X(U1, U5);
+    const T12 = X(U2, U5);
+    const T13 = X(T3, T4);
+    const T14 = X(T6, T11);
+    const T15 = X(T5, T11);
+    const T16 = X(T5, T12);
+    const T17 = X(T9, T16);
+    const T18 = X(U3, U7);
+    const T19 = X(T7, T18);
+    const T20 = X(T1, T19);
+    const T21 = X(U6, U7);
+    const T22 = X(T7, T21);
+    const T23 = X(T2, T22);
+    const T24 = X(T2, T10);
+    const T25 = X(T20, T17);
+    const T26 = X(T3, T16);
+    const T27 = X(T1, T12);
+    const D = U7;
+
+    const M1 = N(T13, T6);
+    const M2 = N(T23, T8);
+    const M3 = X(T14, M1);
+    const M4 = N(T19, D);
+    const M5 = X(M4, M1);
+    const M6 = N(T3, T16);
+    const M7 = N(T22, T9);
+    const M8 = X(T26, M6);
+    const M9 = N(T20, T17);
+    const M10 = X(M9, M6);
+    const M11 = N(T1, T15);
+    const M12 = N(T4, T27);
+    const M13 = X(M12, M11);
+    const M14 = N(T2, T10);
+    const M15 = X(M14, M11);
+    const M16 = X(M3, M2);
+    const M17 = X(M5, T24);
+    const M18 = X(M8, M7);
+    const M19 = X(M10, M15);
+    const M20 = X(M16, M13);
+    const M21 = X(M17, M15);
+    const M22 = X(M18, M13);
+    const M23 = X(M19, T25);
+    const M24 = X(M22, M23);
+    const M25 = N(M22, M20);
+    const M26 = X(M21, M25);
+    const M27 = X(M20, M21);
+    const M28 = X(M23, M25);
+    const M29 = N(M28, M27);
+    const M30 = N(M26, M24);
+    const M31 = N(M20, M23);
+    const M32 = N(M27, M31);
+    const M33 = X(M27, M25);
+    const M34 = N(M21, M22);
+    const M35 = N(M24, M34);
+    const M36 = X(M24, M25);
+    const M37 = X(M21, M29);
+    const M38 = X(M32, M33);
+    const M39 = X(M23, M30);
+    const M40 = X(M35, M36);
+    const M41 = X(M38, M40);
+    const M42 = X(M37, M39);
+    const M43 = X(M37, M38);
+    const M44 = X(M39, M40);
+    const M45 = X(M42, M41);
+    const M46 = N(M44, T6);
+    const M47 = N(M40, T8);
+    const M48 = N(M39, D);
+    const M49 = N(M43, T16);
+    const M50 = N(M38, T9);
+    const M51 = N(M37, T17);
+    const M52 = N(M42, T15);
+    const M53 = N(M45, T27);
+    const M54 = N(M41, T10);
+    const M55 = N(M44, T13);
+    const M56 = N(M40, T23);
+    const M57 = N(M39, T19);
+    const M58 = N(M43, T3);
+    const M59 = N(M38, T22);
+    const M60 = N(M37, T20);
+    const M61 = N(M42, T1);
+    const M62 = N(M45, T4);
+    const M63 = N(M41, T2);
+
+    const L0 = X(M61, M62);
+    const L1 = X(M50, M56);
+    const L2 = X(M46, M48);
+    const L3 = X(M47, M55);
+    const L4 = X(M54, M58);
+    const L5 = X(M49, M61);
+    const L6 = X(M62, L5);
+    const L7 = X(M46, L3);
+    const L8 = X(M51, M59);
+    const L9 = X(M52, M53);
+    const L10 = X(M53, L4);
+    const L11 = X(M60, L2);
+    const L12 = X(M48, M51);
+    const L13 = X(M50, L0);
+    const L14 = X(M52, M61);
+    const L15 = X(M55, L1);
+    const L16 = X(M56, L0);
+    const L17 = X(M57, L1);
+    const L18 = X(M58, L8);
+    const L19 = X(M63, L4);
+    const L20 = X(L0, L1);
+    const L21 = X(L1, L7);
+    const L22 = X(L3, L12);
+    const L23 = X(L18, L2);
+    const L24 = X(L15, L9);
+    const L25 = X(L6, L10);
+    const L26 = X(L7, L9);
+    const L27 = X(L8, L10);
+    const L28 = X(L11, L14);
+    const L29 = X(L11, L17);
+
+    const q7 = X(L6, L24); // S0
+    const q6 = X(L16, L26); // S1 (NOT folded into keys)
+    const q5 = X(L19, L28); // S2 (NOT folded)
+    const q4 = X(L6, L21); // S3
+    const q3 = X(L20, L22); // S4
+    const q2 = X(L25, L29); // S5
+    const q1 = X(L13, L27); // S6 (NOT folded)
+    const q0 = X(L6, L23); // S7 (NOT folded)
+
+    if (r == nr) {
+      s0 = X(sr(q0), v128.load(k, 0));
+      s1 = X(sr(q1), v128.load(k, 16));
+      s2 = X(sr(q2), v128.load(k, 32));
+      s3 = X(sr(q3), v128.load(k, 48));
+      s4 = X(sr(q4), v128.load(k, 64));
+      s5 = X(sr(q5), v128.load(k, 80));
+      s6 = X(sr(q6), v128.load(k, 96));
+      s7 = X(sr(q7), v128.load(k, 112));
+      break;
+    }
+    // ShiftRows + MixColumns: out = 2t ^ a1 ^ rot2(t), with a = SR(q), a1 = rot1(a), t = a ^ a1.
+    const a10 = sr1(q0), a11 = sr1(q1), a12 = sr1(q2), a13 = sr1(q3);
+    const a14 = sr1(q4), a15 = sr1(q5), a16 = sr1(q6), a17 = sr1(q7);
+    const t0 = X(sr(q0), a10), t1 = X(sr(q1), a11), t2 = X(sr(q2), a12), t3 = X(sr(q3), a13);
+    const t4 = X(sr(q4), a14), t5 = X(sr(q5), a15), t6 = X(sr(q6), a16), t7 = X(sr(q7), a17);
+    // 2t over the planes: bit0 = t7, bit1 = t0^t7, bit2 = t1, bit3 = t2^t7, bit4 = t3^t7, ...
+    s0 = X(X(t7, a10), X(rot2(t0), v128.load(k, 0)));
+    s1 = X(X(X(t0, t7), a11), X(rot2(t1), v128.load(k, 16)));
+    s2 = X(X(t1, a12), X(rot2(t2), v128.load(k, 32)));
+    s3 = X(X(X(t2, t7), a13), X(rot2(t3), v128.load(k, 48)));
+    s4 = X(X(X(t3, t7), a14), X(rot2(t4), v128.load(k, 64)));
+    s5 = X(X(t4, a15), X(rot2(t5), v128.load(k, 80)));
+    s6 = X(X(t5, a16), X(rot2(t6), v128.load(k, 96)));
+    s7 = X(X(t6, a17), X(rot2(t7), v128.load(k, 112)));
+  }
+
+  // Transpose back (the swap-move layers in reverse order; each layer is its own inverse).
+  // Register b_j must again hold bit 7-j: the inverse takes the planes in reverse order.
+  b0 = s7; b1 = s6; b2 = s5; b3 = s4; b4 = s3; b5 = s2; b6 = s1; b7 = s0;
+  t = N(X(i64x2.shr_u(b4, 4), b0), m4); b0 = X(b0, t); b4 = X(b4, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b5, 4), b1), m4); b1 = X(b1, t); b5 = X(b5, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b6, 4), b2), m4); b2 = X(b2, t); b6 = X(b6, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b7, 4), b3), m4); b3 = X(b3, t); b7 = X(b7, i64x2.shl(t, 4));
+  t = N(X(i64x2.shr_u(b2, 2), b0), m2); b0 = X(b0, t); b2 = X(b2, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b3, 2), b1), m2); b1 = X(b1, t); b3 = X(b3, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b6, 2), b4), m2); b4 = X(b4, t); b6 = X(b6, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b7, 2), b5), m2); b5 = X(b5, t); b7 = X(b7, i64x2.shl(t, 2));
+  t = N(X(i64x2.shr_u(b1, 1), b0), m1); b0 = X(b0, t); b1 = X(b1, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b3, 1), b2), m1); b2 = X(b2, t); b3 = X(b3, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b5, 1), b4), m1); b4 = X(b4, t); b5 = X(b5, i64x2.shl(t, 1));
+  t = N(X(i64x2.shr_u(b7, 1), b6), m1); b6 = X(b6, t); b7 = X(b7, i64x2.shl(t, 1));
+
+  // XOR the keystream into the data: blocks `first`.. in order; lengths and `first` are public.
+  let rem = <isize>len;
+  let q = p;
+  if (first == 0 && rem > 0) { rem = xorBlock(q, b0, rem); q += 16; }
+  if (rem > 0) { rem = xorBlock(q, b1, rem); q += 16; }
+  if (rem > 0) { rem = xorBlock(q, b2, rem); q += 16; }
+  if (rem > 0) { rem = xorBlock(q, b3, rem); q += 16; }
+  if (rem > 0) { rem = xorBlock(q, b4, rem); q += 16; }
+  if (rem > 0) { rem = xorBlock(q, b5, rem); q += 16; }
+  if (rem > 0) { rem = xorBlock(q, b6, rem); q += 16; }
+  if (rem > 0) { xorBlock(q, b7, rem); }
+  return b0;
+}
+
+/** XORs `k` into min(16, rem) bytes at `q`; returns rem - 16. */
+@inline function xorBlock(q: usize, k: v128, rem: isize): isize {
+  if (rem >= 16) {
+    v128.store(q, v128.xor(v128.load(q), k));
+  } else {
+    let w = i64x2.extract_lane(k, 0);
+    for (let i: isize = 0; i < rem; i++) {
+      if (i == 8) w = i64x2.extract_lane(k, 1);
+      store<u8>(q + i, load<u8>(q + i) ^ <u8>w);
+      w >>>= 8;
+    }
+  }
+  return rem - 16;
+}
+
+/** GF(2^8) multiplication modulo x^8+x^4+x^3+x+1, with masks instead of branches. */
+@inline function gmul(a: u32, b: u32): u32 {
+  let r: u32 = 0;
+  for (let i = 0; i < 8; i++) {
+    r ^= a & (0 - (b & 1));
+    b >>= 1;
+    a = (a << 1) ^ (0x11b & (0 - (a >> 7)));
+  }
+  return r;
+}
+
+/** The AES S-box of one byte: inverse by x^254 (public exponent), then the affine map. */
+export function sbox_ct(x: u32): u32 {
+  const x2 = gmul(x, x);
+  const x3 = gmul(x2, x);
+  const x6 = gmul(x3, x3);
+  const x12 = gmul(x6, x6);
+  const x15 = gmul(x12, x3);
+  const x30 = gmul(x15, x15);
+  const x60 = gmul(x30, x30);
+  const x120 = gmul(x60, x60);
+  const x126 = gmul(x120, x6);
+  const x127 = gmul(x126, x);
+  const x254 = gmul(x127, x127);
+  let s = x254;
+  for (let i = 1; i < 5; i++) s ^= ((x254 << i) | (x254 >> (8 - i))) & 0xff;
+  return s ^ 0x63;
+}
+
+@inline function subWord(w: u32): u32 {
+  return (
+    sbox_ct(w & 0xff) |
+    (sbox_ct((w >> 8) & 0xff) << 8) |
+    (sbox_ct((w >> 16) & 0xff) << 16) |
+    (sbox_ct(w >> 24) << 24)
+  );
+}
+
+/**
+ * Expands the key at `key` (16 or 32 bytes) into sliced round keys at `rk` (AES_RK_BYTES). `tmp`
+ * (240 bytes; may be `key` itself) receives the plain schedule and is zeroed before returning.
+ * Returns the number of rounds (10 or 14), or 0 for another key length.
+ */
+export function aes_expand(rk: usize, key: usize, keyLen: i32, tmp: usize): i32 {
+  if (keyLen != 16 && keyLen != 32) return 0;
+  const nk = keyLen >> 2;
+  const nr = nk + 6;
+  const words = (nr + 1) << 2;
+  if (tmp != key) memory.copy(tmp, key, keyLen);
+  let rcon: u32 = 1;
+  for (let i = nk; i < words; i++) {
+    let w = load<u32>(tmp + ((<usize>i - 1) << 2)); // little-endian: byte 0 in the low bits
+    if (i % nk == 0) {
+      w = subWord(rotr<u32>(w, 8)) ^ rcon;
+      rcon = (rcon << 1) ^ (0x11b & (0 - (rcon >> 7)));
+    } else if (nk > 6 && i % nk == 4) {
+      w = subWord(w);
+    }
+    store<u32>(tmp + (<usize>i << 2), w ^ load<u32>(tmp + ((<usize>i - nk) << 2)));
+  }
+  // Slice: plane i of a key replicated to 8 blocks is 0xff where bit i of the key byte is set.
+  const c63 = i8x16.splat(0x63);
+  for (let r = 0; r <= nr; r++) {
+    let kb = v128.load(tmp + (<usize>r << 4));
+    if (r > 0) kb = v128.xor(kb, c63); // the S-box NOTs, folded in
+    for (let i = 0; i < 8; i++) {
+      const one: i32 = 1 << i;
+      const bit = i8x16.splat(<i8>one);
+      const plane = i8x16.ne(v128.and(kb, bit), i8x16.splat(0));
+      v128.store(rk + (<usize>r << 7) + (<usize>i << 4), plane);
+    }
+  }
+  memory.fill(tmp, 0, <usize>words << 2);
+  return nr;
+}

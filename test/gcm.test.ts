@@ -1,0 +1,237 @@
+// AES-GCM (src/crypto/gcm.ts over assembly/gcm.ts) against NIST CAVP vectors and OpenSSL.
+//
+// - Known answers: test/vectors/gcm-nist.json (NIST CAVP GCMVS, AES-128 and AES-256, empty
+//   plaintext, empty AAD, 13-byte and 51-byte texts, 90-byte AAD, decrypt FAIL cases); the tags
+//   are also checked truncated to 12 and 8 bytes (GCM's MSB_t).
+// - 10,000 random cases against node:crypto in both directions (vxnet seals and OpenSSL opens, and
+//   the reverse), every tag length, key sizes 128/256, AAD 0-64 B, texts 0-9000 B (mostly small).
+// - Tampering with ciphertext, tag, AAD or nonce is rejected and leaves no plaintext behind.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { GCM_ERR_AUTH, GCM_ERR_TAG_LEN, GCM_OK } from '../assembly/constants.js';
+import { GcmBatch } from '../src/crypto/batch.js';
+import { GcmKey, type GcmTagLength, open, openBatch, seal, sealBatch } from '../src/crypto/gcm.js';
+import { isVxError } from '../src/errors.js';
+
+interface EncVector {
+  key: string;
+  iv: string;
+  pt: string;
+  aad: string;
+  ct: string;
+  tag: string;
+}
+interface DecVector {
+  key: string;
+  iv: string;
+  ct: string;
+  aad: string;
+  tag: string;
+  pt: string | null;
+}
+const vectors = JSON.parse(readFileSync(new URL('./vectors/gcm-nist.json', import.meta.url), 'utf8')) as {
+  gcmEncryptExtIV128: EncVector[];
+  gcmEncryptExtIV256: EncVector[];
+  gcmDecrypt128: DecVector[];
+  gcmDecrypt256: DecVector[];
+};
+const hex = (s: string) => Buffer.from(s, 'hex');
+const TAGS: GcmTagLength[] = [16, 12, 8];
+
+function nodeSeal(key: Uint8Array, iv: Uint8Array, pt: Uint8Array, aad: Uint8Array, tagLen: number): Buffer {
+  const c = crypto.createCipheriv(key.length === 16 ? 'aes-128-gcm' : 'aes-256-gcm', key, iv, {
+    authTagLength: tagLen,
+  });
+  c.setAAD(aad);
+  return Buffer.concat([c.update(pt), c.final(), c.getAuthTag()]);
+}
+
+function nodeOpen(key: Uint8Array, iv: Uint8Array, sealed: Uint8Array, aad: Uint8Array, tagLen: number) {
+  const d = crypto.createDecipheriv(key.length === 16 ? 'aes-128-gcm' : 'aes-256-gcm', key, iv, {
+    authTagLength: tagLen,
+  });
+  d.setAAD(aad);
+  d.setAuthTag(sealed.subarray(sealed.length - tagLen));
+  return Buffer.concat([d.update(sealed.subarray(0, sealed.length - tagLen)), d.final()]);
+}
+
+const authFailed = (e: unknown) => isVxError(e, 'ERR_AUTH_FAILED');
+
+test('NIST gcmEncryptExtIV128/256: ciphertext and tag (16, and truncated to 12 and 8)', () => {
+  const all = [...vectors.gcmEncryptExtIV128, ...vectors.gcmEncryptExtIV256];
+  assert.equal(all.length, 24);
+  for (const v of all) {
+    const key = GcmKey.create(hex(v.key));
+    for (const t of TAGS) {
+      const out = seal(key, hex(v.iv), hex(v.pt), hex(v.aad), t);
+      assert.equal(out.toString('hex'), v.ct + v.tag.slice(0, 2 * t), `key ${v.key} tag ${t}`);
+      assert.equal(open(key, hex(v.iv), out, hex(v.aad), t).toString('hex'), v.pt);
+    }
+  }
+});
+
+test('NIST gcmDecrypt128/256: plaintexts, and FAIL cases rejected', () => {
+  const all = [...vectors.gcmDecrypt128, ...vectors.gcmDecrypt256];
+  assert.equal(all.length, 33);
+  let fails = 0;
+  for (const v of all) {
+    const key = GcmKey.create(hex(v.key));
+    const sealed = Buffer.concat([hex(v.ct), hex(v.tag)]);
+    if (v.pt === null) {
+      fails++;
+      assert.throws(() => open(key, hex(v.iv), sealed, hex(v.aad)), authFailed);
+    } else {
+      assert.equal(open(key, hex(v.iv), sealed, hex(v.aad)).toString('hex'), v.pt);
+    }
+  }
+  assert.equal(fails, 12);
+});
+
+test('NIST vectors through one batch call per key, statuses per message', () => {
+  const v = vectors.gcmEncryptExtIV128[6]!; // 51-byte text, 20-byte AAD
+  const key = GcmKey.create(hex(v.key));
+  const batch = new GcmBatch({ slots: 4, maxText: 64 });
+  batch.set(0, { nonce: hex(v.iv), text: hex(v.pt), aad: hex(v.aad), tagLength: 16 });
+  batch.set(1, { nonce: hex(v.iv), text: hex(v.pt), aad: hex(v.aad), tagLength: 8 });
+  batch.set(2, { nonce: hex(v.iv), text: hex(v.pt), aad: hex(v.aad), tagLength: 13 as GcmTagLength });
+  batch.set(3, { nonce: hex(v.iv), text: new Uint8Array(0), aad: new Uint8Array(0), tagLength: 12 });
+  assert.equal(sealBatch(key, batch.descs, 4), 1);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((i) => batch.status(i)),
+    [GCM_OK, GCM_OK, GCM_ERR_TAG_LEN, GCM_OK],
+  );
+  assert.equal(Buffer.from(batch.text(0, 51)).toString('hex'), v.ct);
+  assert.equal(Buffer.from(batch.tag(0, 51, 16)).toString('hex'), v.tag);
+  assert.equal(Buffer.from(batch.tag(1, 51, 8)).toString('hex'), v.tag.slice(0, 16));
+  assert.equal(Buffer.from(batch.text(2, 51)).toString('hex'), v.pt, 'a rejected message is untouched');
+  batch.text(1, 51)[50]! ^= 1;
+  assert.equal(openBatch(key, batch.descs, 4), 2);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((i) => batch.status(i)),
+    [GCM_OK, GCM_ERR_AUTH, GCM_ERR_TAG_LEN, GCM_OK],
+  );
+  assert.equal(Buffer.from(batch.text(0, 51)).toString('hex'), v.pt);
+  assert.ok(
+    batch.text(1, 51).every((b) => b === 0),
+    'failed open leaves zeros',
+  );
+});
+
+/** Mostly small sizes with a spread up to 9000 (the 10,000 cases must stay fast). */
+function randomSize(): number {
+  const r = Math.random();
+  if (r < 0.6) return crypto.randomInt(0, 130);
+  if (r < 0.9) return crypto.randomInt(0, 1600);
+  return crypto.randomInt(0, 9001);
+}
+
+test('10,000 random cases against node:crypto, both directions, every tag length', () => {
+  let key!: GcmKey;
+  let raw!: Buffer;
+  for (let i = 0; i < 10_000; i++) {
+    if (i % 10 === 0) {
+      raw = crypto.randomBytes(Math.random() < 0.5 ? 16 : 32);
+      key = GcmKey.create(raw);
+    }
+    const t = TAGS[i % 3]!;
+    const nonce = crypto.randomBytes(12);
+    const aad = crypto.randomBytes(crypto.randomInt(0, 65));
+    const pt = crypto.randomBytes(randomSize());
+    const ours = seal(key, nonce, pt, aad, t);
+    const theirs = nodeSeal(raw, nonce, pt, aad, t);
+    if (!ours.equals(theirs)) {
+      assert.fail(`case ${i}: key ${raw.length * 8} bits, text ${pt.length}, aad ${aad.length}, tag ${t}`);
+    }
+    // vxnet seals, OpenSSL opens; OpenSSL seals (above), vxnet opens.
+    assert.ok(nodeOpen(raw, nonce, ours, aad, t).equals(pt));
+    assert.ok(open(key, nonce, theirs, aad, t).equals(pt));
+  }
+});
+
+test('tampered ciphertext, tag, AAD or nonce is rejected and leaves no plaintext', () => {
+  const slots = 64;
+  const batch = new GcmBatch({ slots, maxText: 9000 });
+  for (let round = 0; round < 8; round++) {
+    const raw = crypto.randomBytes(round % 2 ? 32 : 16);
+    const key = GcmKey.create(raw);
+    const cases: Array<{ pt: Buffer; what: string }> = [];
+    for (let i = 0; i < slots; i++) {
+      const t = TAGS[i % 3]!;
+      const what = ['ciphertext', 'tag', 'aad', 'nonce'][i % 4]!;
+      const pt = crypto.randomBytes(what === 'ciphertext' ? 1 + crypto.randomInt(0, 9000) : randomSize());
+      const nonce = crypto.randomBytes(12);
+      const aad = crypto.randomBytes(what === 'aad' ? 1 + crypto.randomInt(0, 64) : crypto.randomInt(0, 65));
+      const sealed = nodeSeal(raw, nonce, pt, aad, t);
+      const bit = 1 << crypto.randomInt(0, 8);
+      if (what === 'ciphertext') sealed[crypto.randomInt(0, pt.length)]! ^= bit;
+      if (what === 'tag') sealed[pt.length + crypto.randomInt(0, t)]! ^= bit;
+      if (what === 'aad') aad[crypto.randomInt(0, aad.length)]! ^= bit;
+      if (what === 'nonce') nonce[crypto.randomInt(0, 12)]! ^= bit;
+      batch.set(i, {
+        nonce,
+        aad,
+        text: sealed.subarray(0, pt.length),
+        tag: sealed.subarray(pt.length),
+        tagLength: t,
+      });
+      cases.push({ pt, what });
+      // The single-message API rejects it too.
+      assert.throws(() => open(key, nonce, sealed, aad, t), authFailed, what);
+    }
+    assert.equal(openBatch(key, batch.descs, slots), slots);
+    for (let i = 0; i < slots; i++) {
+      assert.equal(batch.status(i), GCM_ERR_AUTH, cases[i]!.what);
+      assert.ok(
+        batch.text(i, cases[i]!.pt.length).every((b) => b === 0),
+        `${cases[i]!.what}: text zeroed`,
+      );
+    }
+  }
+});
+
+test('errors have stable codes', () => {
+  for (const n of [0, 15, 24, 33]) {
+    assert.throws(
+      () => GcmKey.create(new Uint8Array(n)),
+      (e) => isVxError(e, 'ERR_BAD_KEY_LENGTH'),
+    );
+  }
+  const key = GcmKey.create(new Uint8Array(16));
+  const nonce = new Uint8Array(12);
+  assert.throws(
+    () => seal(key, new Uint8Array(8), new Uint8Array(4)),
+    (e) => isVxError(e, 'ERR_BAD_NONCE_LENGTH'),
+  );
+  assert.throws(
+    () => seal(key, nonce, new Uint8Array(4), new Uint8Array(0), 4 as GcmTagLength),
+    (e) => isVxError(e, 'ERR_BAD_TAG_LENGTH'),
+  );
+  assert.throws(
+    () => open(key, nonce, new Uint8Array(7), new Uint8Array(0), 8),
+    (e) => isVxError(e, 'ERR_CIPHERTEXT_TOO_SHORT'),
+  );
+  assert.throws(
+    () => sealBatch(key, -5, 1),
+    (e) => isVxError(e, 'ERR_INVALID_ARG'),
+  );
+  key.wipe();
+  assert.throws(
+    () => seal(key, nonce, new Uint8Array(4)),
+    (e) => isVxError(e, 'ERR_KEY_WIPED'),
+  );
+});
+
+test('several keys live at once (rotation): each opens only its own messages', () => {
+  const a = GcmKey.create(crypto.randomBytes(16));
+  const b = GcmKey.create(crypto.randomBytes(32));
+  const nonce = crypto.randomBytes(12);
+  const pt = crypto.randomBytes(300);
+  const sa = seal(a, nonce, pt);
+  const sb = seal(b, nonce, pt);
+  assert.ok(open(a, nonce, sa).equals(pt));
+  assert.ok(open(b, nonce, sb).equals(pt));
+  assert.throws(() => open(b, nonce, sa), authFailed);
+  assert.throws(() => open(a, nonce, sb), authFailed);
+});
