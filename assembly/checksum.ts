@@ -6,11 +6,13 @@
 // `store<u16>(field, csum_fold(sum))` writes the right wire bytes. Values that come from outside in
 // host order (lengths, protocol numbers in a pseudo-header) are swapped once, not the data.
 //
-// Speed: `csum_partial` does 64 bytes per iteration with four v128 accumulators. Each 16-byte load is
-// widened by `i32x4.extadd_pairwise_i16x8_u` (adds neighbouring u16 lanes into u32 lanes), so a lane
-// grows by at most 0x1fffe per iteration; blocks of CSUM_BLOCK iterations keep the lanes below 2^32,
-// and each block is folded into a u64. Loads are unaligned-safe in WASM, so any address works; the
-// pairing of bytes is always relative to `p`, as the RFC wants.
+// Speed: `csum_partial` does 64 bytes per iteration with four v128 accumulators. Each 16-byte load
+// is biased (xor 0x8000 per u16, making the words signed) and summed in pairs into i32 lanes by
+// `i32x4.dot_i16x8_s` with ones, a single pmaddwd on x86 (V8 lowers extadd_pairwise_i16x8_u to a
+// shift, a blend and an add). The bias, 0x10000 per pair, is added back once per block; blocks of
+// CSUM_BLOCK iterations keep the lanes within i32, and each block is folded into a u64. Loads are
+// unaligned-safe in WASM, so any address works; bytes are always paired relative to `p`, as the
+// RFC wants. The shorter tail uses extadd_pairwise (no bias to undo) and then scalar loads.
 import {
   CSUM_V_BAD,
   CSUM_V_IP_BAD,
@@ -38,8 +40,8 @@ import {
   PARSE_SIZE,
 } from './constants';
 
-/** Iterations of the 64-byte loop before the u32 lanes must be folded (lane max 0x1fffe * n < 2^32). */
-const CSUM_BLOCK: u32 = 16384;
+/** Iterations of the 64-byte loop per block: four lanes of +-0x10000 * n must sum below 2^31. */
+const CSUM_BLOCK: u32 = 8191;
 
 /** Adds two 32-bit partial sums with end-around carry. */
 @inline
@@ -117,22 +119,39 @@ function csum_tail(p: usize, len: u32): u64 {
   return s;
 }
 
-/** Sums whole 64-byte iterations; `iters` <= CSUM_BLOCK so no u32 lane overflows. */
+/** Sum of the (signed) i32 lanes of a v128 as i64. */
+@inline
+function lanes64s(v: v128): i64 {
+  const w = i64x2.add(i64x2.extend_low_i32x4_s(v), i64x2.extend_high_i32x4_s(v));
+  return i64x2.extract_lane(w, 0) + i64x2.extract_lane(w, 1);
+}
+
+/**
+ * Sums whole 64-byte iterations; `iters` <= CSUM_BLOCK. Each u16 word x is biased to the signed
+ * x - 0x8000 (an xor), so `i32x4.dot_i16x8_s` with ones (one pmaddwd) adds neighbouring words into
+ * i32 lanes; the bias, 0x10000 per pair of words, is added back once per block. This is one
+ * instruction per 16 bytes fewer than widening with extadd_pairwise_i16x8_u.
+ */
 @inline
 function csum_block(p: usize, iters: u32): u64 {
+  const bias = i16x8.splat(-32768);
+  const ones = i16x8.splat(1);
   let a0 = i32x4.splat(0);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
   let a3 = i32x4.splat(0);
   const end = p + (<usize>iters << 6);
   while (p < end) {
-    a0 = i32x4.add(a0, i32x4.extadd_pairwise_i16x8_u(v128.load(p)));
-    a1 = i32x4.add(a1, i32x4.extadd_pairwise_i16x8_u(v128.load(p, 16)));
-    a2 = i32x4.add(a2, i32x4.extadd_pairwise_i16x8_u(v128.load(p, 32)));
-    a3 = i32x4.add(a3, i32x4.extadd_pairwise_i16x8_u(v128.load(p, 48)));
+    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(v128.xor(v128.load(p), bias), ones));
+    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(v128.xor(v128.load(p, 16), bias), ones));
+    a2 = i32x4.add(a2, i32x4.dot_i16x8_s(v128.xor(v128.load(p, 32), bias), ones));
+    a3 = i32x4.add(a3, i32x4.dot_i16x8_s(v128.xor(v128.load(p, 48), bias), ones));
     p += 64;
   }
-  return lanes64(a0) + lanes64(a1) + lanes64(a2) + lanes64(a3);
+  // Lanes stay within +-0x10000 * CSUM_BLOCK, so the four fit one i32x4 sum.
+  const s = lanes64s(i32x4.add(i32x4.add(a0, a1), i32x4.add(a2, a3)));
+  // 16 pairs per iteration, each biased by -0x10000.
+  return <u64>(s + (<i64>iters << 20));
 }
 
 /**

@@ -94,6 +94,29 @@ test('all-0xff and all-zero inputs at the lane-overflow edges', () => {
   }
 });
 
+test('extreme words across several SIMD blocks (more than 2 x 8191 x 64 bytes)', () => {
+  // 0x0000 and 0xffff words are the extremes of the biased signed lanes; a long buffer of each
+  // crosses the block boundary where lanes are folded.
+  const len = 3 * 8191 * 64 + 77;
+  const p = pc.wasm.alloc(len + 16) + 3;
+  const dv = pc.wasm.dv();
+  for (const [name, fill] of [
+    ['zeros', () => 0x00],
+    ['ones', () => 0xff],
+    ['alternating', (i: number) => (i & 2 ? 0xff : 0x00)],
+    ['ramp', (i: number) => (i * 7) & 0xff],
+  ] as const) {
+    const u8 = pc.wasm.u8();
+    for (let i = 0; i < len; i++) u8[p + i] = fill(i);
+    for (const n of [len, 8191 * 64, 8191 * 64 + 1, 2 * 8191 * 64 - 2]) {
+      dv.setUint32(descs + DESC_PTR, p, true);
+      dv.setUint32(descs + DESC_LEN, n, true);
+      pc.checksum(descs, 1);
+      assert.equal(pc.checksumOf(descs, 0), refChecksum(pc.wasm.u8(), p, n), `${name}, ${n} bytes`);
+    }
+  }
+});
+
 test('RFC 1624 incremental update equals a full recompute', () => {
   const seed = (Date.now() ^ 0x5bd1e995) >>> 0;
   const r = rng(seed);
