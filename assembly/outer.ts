@@ -135,6 +135,20 @@ export function flow_src_port(hash: u32, min: u32, max: u32): u32 {
  * `dst_port` a host-order number. Returns 0, writing nothing, when the datagram would exceed 65535.
  */
 export function outer_v4_push(frame: usize, len: u32, vni: u32, cfg: usize, dst_ip_be: u32, dst_port: u32): usize {
+  return outer_v4_push_hashed(frame, len, vni, cfg, dst_ip_be, dst_port, flow_hash(frame, len));
+}
+
+/** `outer_v4_push` with the inner flow hash already computed (the batch also reports it). */
+@inline
+function outer_v4_push_hashed(
+  frame: usize,
+  len: u32,
+  vni: u32,
+  cfg: usize,
+  dst_ip_be: u32,
+  dst_port: u32,
+  hash: u32,
+): usize {
   const tot = len + VXLAN_OVERHEAD_V4;
   if (tot > 0xffff) return 0;
   const ip = frame - VXLAN_OVERHEAD_V4;
@@ -161,7 +175,7 @@ export function outer_v4_push(frame: usize, len: u32, vni: u32, cfg: usize, dst_
   store<u32>(ip + 12, load<u32>(cfg + OUTER_SRC_IP));
   store<u32>(ip + 16, dst_ip_be);
   store<u16>(ip + 10, csum_ipv4_hdr(ip));
-  const sport = flow_src_port(flow_hash(frame, len), load<u32>(cfg + OUTER_PORT_MIN), load<u32>(cfg + OUTER_PORT_MAX));
+  const sport = flow_src_port(hash, load<u32>(cfg + OUTER_PORT_MIN), load<u32>(cfg + OUTER_PORT_MAX));
   const ulen = len + 16;
   store<u32>(udp, <u32>bswap<u16>(<u16>sport) | (<u32>bswap<u16>(<u16>dst_port) << 16));
   store<u32>(udp + 4, <u32>bswap<u16>(<u16>ulen));
@@ -182,8 +196,9 @@ export function outer_v4_batch(descs: usize, n: u32, cfg: usize): u32 {
     const frame = <usize>load<u32>(d + DESC_PTR);
     const len = load<u32>(d + DESC_LEN);
     const sa = <usize>load<u32>(d + DESC_ADDR);
-    const start = outer_v4_push(frame, len, load<u32>(d + DESC_VNI), cfg, load<u32>(sa + 4), be16(sa, 2));
-    store<u32>(d + DESC_AUX, flow_hash(frame, len));
+    const hash = flow_hash(frame, len);
+    const start = outer_v4_push_hashed(frame, len, load<u32>(d + DESC_VNI), cfg, load<u32>(sa + 4), be16(sa, 2), hash);
+    store<u32>(d + DESC_AUX, hash);
     if (start == 0) {
       store<u32>(d + DESC_LEN, 0);
       continue;

@@ -586,3 +586,32 @@ test('the Linux kernel vxlan device and vxnet understand each other', {
   );
   assert.equal(await waitInner(reply(4), 200), undefined, 'a datagram with bad VXLAN flags must be dropped');
 });
+
+test('outer options are validated with stable codes, and an oversize datagram is refused', () => {
+  const bad: Array<[Partial<OuterOptions>, string, RegExp]> = [
+    [{ source: '10.0.0.300' }, 'ERR_INVALID_ADDRESS', /options\.source/],
+    [{ source: 'fd00::1' }, 'ERR_INVALID_ADDRESS', /options\.source/],
+    [{ ttl: 0 }, 'ERR_INVALID_ARG', /options\.ttl/],
+    [{ ttl: 256 }, 'ERR_INVALID_ARG', /options\.ttl/],
+    [{ tos: -1 }, 'ERR_INVALID_ARG', /options\.tos/],
+    [{ sourcePorts: [2000, 2000] }, 'ERR_INVALID_ARG', /sourcePorts\[1\]/],
+    [{ sourcePorts: [0, 10] }, 'ERR_INVALID_ARG', /sourcePorts\[0\]/],
+  ];
+  for (const [o, code, message] of bad) {
+    assert.throws(
+      () => pc.configureOuter({ source: '10.0.0.1', ...o }),
+      { code, message },
+      JSON.stringify(o),
+    );
+  }
+  assert.throws(() => pc.encapV4(descs, BATCH + 1), { code: 'ERR_INVALID_ARG' });
+  // A frame whose datagram would pass 65535 bytes keeps its place and gets length 0.
+  pc.configureOuter({ source: '10.0.0.1' });
+  load([new Uint8Array(64)]);
+  setDesc(0, C.DESC_LEN, 65535 - 35);
+  setPeer(0, '10.0.0.2', 4789);
+  const ptr = descU32(0, C.DESC_PTR);
+  assert.equal(pc.encapV4(descs, 1), 0);
+  assert.equal(descU32(0, C.DESC_LEN), 0);
+  assert.equal(descU32(0, C.DESC_PTR), ptr);
+});
