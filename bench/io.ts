@@ -1,7 +1,7 @@
 // bench/io.ts: which kernel I/O mechanism moves packets fastest between a TAP, WASM memory and
 // UDP on this machine (issue 4 asks for the choice by measurement).
 //
-// Method (one run, root, about 45 s; `--only=udp|raw|<impl>` runs one part):
+// Method (one run, root, about 80 s; `--only=udp|raw|veth|veth-<impl>|<impl>` runs one part):
 // 1. `udp-loopback` (case `1400`): one thread sends 64 datagrams of 1400 B to a socket on loopback
 //    and receives them back, repeatedly: koffi sendmmsg/recvmmsg straight from WASM memory
 //    (`mmsg`, batch 64) vs node:dgram (`dgram`, baseline). Median of 5 runs of 300 ms.
@@ -23,6 +23,14 @@
 //    - `*-vnet`: each of the three with IFF_VNET_HDR + TUNSETOFFLOAD (CSUM, TSO4/6): TSO frames
 //      up to 64 KB cross as one datagram (loopback MTU 64 KB) - the ceiling once segmentation and
 //      UDP GSO/GRO amortise the syscalls, not a VXLAN figure.
+// 4. `io-forward` (case `tcp-veth1500`): the realistic underlay. Two host namespaces joined by a
+//    veth (MTU 1500, GRO on), a forwarder process inside each (bench/io/host.ts, runBlocking on
+//    its only thread), TAP MTU 1400, iperf3 TCP 3 s between the TAPs:
+//    - `tso`: IFF_VNET_HDR + TSO; each TSO frame is cut into MSS segments in JS (header area +
+//      payload in place), sent with UdpBind.sendGather + UDP_SEGMENT; the receiver has UDP_GRO and
+//      coalesces each GRO'd buffer back into one TSO frame (one TAP write per ~64 KB);
+//    - `plain`: one frame per datagram, recvmmsg/sendmmsg batches, one TAP write per frame;
+//    - `kernel-vxlan` (baseline): the kernel's vxlan device on the same veth.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -220,15 +228,13 @@ function makeSides(vnetHdr: boolean): Side[] {
   });
 }
 
-async function iperf(): Promise<number> {
+async function iperf(client = NS[0]!, server = NS[1]!, ip = IPS[1]!): Promise<number> {
   const port = String(5201 + Math.floor(Math.random() * 1000));
-  const server = spawn('ip', ['netns', 'exec', NS[1]!, 'iperf3', '-s', '-1', '-p', port], {
-    stdio: 'ignore',
-  });
+  const srv = spawn('ip', ['netns', 'exec', server, 'iperf3', '-s', '-1', '-p', port], { stdio: 'ignore' });
   try {
     await sleep(300);
     const out = await new Promise<string>((resolve, reject) => {
-      const c = spawn('ip', ['netns', 'exec', NS[0]!, 'iperf3', '-c', IPS[1]!, '-p', port, '-t', '3', '-J']);
+      const c = spawn('ip', ['netns', 'exec', client, 'iperf3', '-c', ip, '-p', port, '-t', '3', '-J']);
       let text = '';
       c.stdout.on('data', (d) => {
         text += d;
@@ -240,7 +246,82 @@ async function iperf(): Promise<number> {
     if (j.error) throw new Error(j.error);
     return j.end.sum_received.bits_per_second / 1e9;
   } finally {
-    server.kill();
+    srv.kill();
+  }
+}
+
+// ---- Two hosts on a veth underlay (MTU 1500), a forwarder process inside each -------------------
+const HOSTS = [`vxb-h1-${sfx}`, `vxb-h2-${sfx}`];
+const UNDER = ['10.200.0.1', '10.200.0.2'];
+
+function vethHosts(): void {
+  for (const h of HOSTS) sh('ip', 'netns', 'add', h);
+  sh(
+    'ip',
+    'link',
+    'add',
+    `vxu${sfx}0`,
+    'netns',
+    HOSTS[0]!,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    `vxu${sfx}1`,
+    'netns',
+    HOSTS[1]!,
+  );
+  HOSTS.forEach((h, i) => {
+    sh('ip', '-n', h, 'addr', 'add', `${UNDER[i]}/24`, 'dev', `vxu${sfx}${i}`);
+    sh('ip', '-n', h, 'link', 'set', 'dev', `vxu${sfx}${i}`, 'up');
+    sh('ip', '-n', h, 'link', 'set', 'dev', 'lo', 'up');
+    sh('ip', 'netns', 'exec', h, 'ethtool', '-K', `vxu${sfx}${i}`, 'gro', 'on');
+  });
+}
+
+async function vethForward(impl: 'kernel-vxlan' | 'plain' | 'tso'): Promise<void> {
+  const procs: ReturnType<typeof spawn>[] = [];
+  try {
+    if (impl === 'kernel-vxlan') {
+      HOSTS.forEach((h, i) => {
+        const dev = `vxu${sfx}${i}`;
+        const vx = [
+          'type',
+          'vxlan',
+          'id',
+          '42',
+          'local',
+          UNDER[i]!,
+          'remote',
+          UNDER[1 - i]!,
+          'dstport',
+          '4789',
+        ];
+        sh('ip', '-n', h, 'link', 'add', 'vxk0', ...vx, 'dev', dev);
+        sh('ip', '-n', h, 'link', 'set', 'vxk0', 'up');
+        sh('ip', '-n', h, 'addr', 'add', `10.78.0.${i + 1}/24`, 'dev', 'vxk0');
+      });
+    } else {
+      const file = new URL('./io/host.ts', import.meta.url).pathname;
+      for (let i = 0; i < 2; i++) {
+        const cfg = { mode: impl, tapIp: `10.78.0.${i + 1}/24`, local: UNDER[i], peer: UNDER[1 - i] };
+        const p = spawn(
+          'ip',
+          ['netns', 'exec', HOSTS[i]!, process.execPath, '--import', 'tsx', file, JSON.stringify(cfg)],
+          {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
+        );
+        procs.push(p);
+        await once(p.stdout!, 'data');
+      }
+    }
+    const gbps = await iperf(HOSTS[0]!, HOSTS[1]!, '10.78.0.2');
+    record({ bench: 'io-forward', case: 'tcp-veth1500', impl, value: gbps, unit: 'Gbit/s' });
+  } finally {
+    for (const p of procs) p.kill('SIGKILL');
+    if (impl === 'kernel-vxlan')
+      for (const h of HOSTS) spawn('ip', ['-n', h, 'link', 'del', 'vxk0'], { stdio: 'ignore' });
   }
 }
 
@@ -345,6 +426,23 @@ async function main(): Promise<void> {
   }
   if (!only || only === 'raw') await rawSend();
   if (only === 'raw') return report();
+  if (!only || only.startsWith('veth')) {
+    vethHosts();
+    try {
+      for (const impl of ['tso', 'plain', 'kernel-vxlan'] as const) {
+        if (only && only !== 'veth' && only !== `veth-${impl}`) continue;
+        note(`io-forward tcp-veth1500 ${impl} ...`);
+        try {
+          await vethForward(impl);
+        } catch (e) {
+          note(`io-forward ${impl} failed: ${(e as Error).message}`);
+        }
+      }
+    } finally {
+      for (const h of HOSTS) execFileSync('ip', ['netns', 'del', h], { stdio: 'ignore' });
+    }
+    if (only) return report();
+  }
   for (const ns of NS) sh('ip', 'netns', 'add', ns);
   try {
     const impls = [

@@ -100,3 +100,39 @@ test('fake UDP: sources, GSO split, oversize drop; fake TAP: vnet header before 
   assert.deepEqual(tap.written[0], f);
   for (const s of [tx, rx, tap]) s.close();
 });
+
+test('fake UDP sendGather concatenates the pairs and splits by DESC_AUX like the kernel', () => {
+  const net = new FakeUnderlay();
+  const tx = net.bind('192.0.2.1', 1);
+  const rx = net.bind('192.0.2.2', 2);
+  const dst = core().alloc(32);
+  writeSockaddr(core().u8(), dst, '192.0.2.2', 2);
+  const a = core().alloc(16);
+  const b = core().alloc(16);
+  core()
+    .u8()
+    .fill(1, a, a + 4);
+  core()
+    .u8()
+    .fill(2, b, b + 6);
+  const list = core().alloc(32);
+  const dv = core().dv();
+  [a, 4, b, 6, a, 4, b, 3].forEach((v, i) => dv.setUint32(list + 4 * i, v, true));
+  const out = new PacketBatch({ capacity: 1 });
+  dv.setUint32(out.desc(0) + DESC_PTR, list, true);
+  dv.setUint32(out.desc(0) + DESC_LEN, 4, true);
+  dv.setUint32(out.desc(0) + DESC_ADDR, dst, true);
+  dv.setUint32(out.desc(0) + DESC_AUX, 10, true);
+  assert.equal(tx.sendGather(out.descs, 1), 1);
+  const inb = new PacketBatch({ capacity: 4 });
+  assert.equal(rx.recvBatch(inb), 2);
+  const seg = (i: number) => [
+    ...core()
+      .u8()
+      .slice(desc(inb, i, DESC_PTR), desc(inb, i, DESC_PTR) + desc(inb, i, DESC_LEN)),
+  ];
+  assert.deepEqual(seg(0), [1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
+  assert.deepEqual(seg(1), [1, 1, 1, 1, 2, 2, 2]);
+  tx.close();
+  rx.close();
+});

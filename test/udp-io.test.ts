@@ -206,3 +206,54 @@ test('bind errors and bad options have stable codes', (t) => {
   assert.throws(() => UdpBind.open({ port: 70000 }), { code: 'ERR_INVALID_ARG' });
   assert.throws(() => UdpBind.open({ batch: 0 }), { code: 'ERR_INVALID_ARG' });
 });
+
+test('sendGather: headers built apart from their payload leave as GSO segments [header_i | payload_i]', async (t) => {
+  const u = UdpBind.open({ address: '127.0.0.1', port: 0 });
+  const r = await dgramSocket('udp4', '127.0.0.1');
+  t.after(() => {
+    u.close();
+    r.close();
+  });
+  const got: Buffer[] = [];
+  r.on('message', (m) => got.push(m));
+  const dst = core().alloc(32);
+  writeSockaddr(core().u8(), dst, '127.0.0.1', r.address().port);
+  // Payload of 3 x 100 + 40 bytes in one place, 4 headers of 8 bytes in another.
+  const payload = core().alloc(340);
+  const headers = core().alloc(32);
+  const u8 = core().u8();
+  for (let i = 0; i < 340; i++) u8[payload + i] = i & 0xff;
+  for (let i = 0; i < 32; i++) u8[headers + i] = 0xa0 + (i >> 3);
+  const list = core().alloc(8 * 8);
+  const dv = core().dv();
+  for (let s = 0; s < 4; s++) {
+    dv.setUint32(list + s * 16, headers + s * 8, true);
+    dv.setUint32(list + s * 16 + 4, 8, true);
+    dv.setUint32(list + s * 16 + 8, payload + s * 100, true);
+    dv.setUint32(list + s * 16 + 12, s < 3 ? 100 : 40, true);
+  }
+  const descs = new PacketBatch({ capacity: 2 });
+  dv.setUint32(descs.desc(0) + DESC_PTR, list, true);
+  dv.setUint32(descs.desc(0) + DESC_LEN, 8, true);
+  dv.setUint32(descs.desc(0) + DESC_ADDR, dst, true);
+  dv.setUint32(descs.desc(0) + DESC_AUX, 108, true);
+  // A second message in the same call, without GSO: one pair, one datagram.
+  dv.setUint32(descs.desc(1) + DESC_PTR, list, true);
+  dv.setUint32(descs.desc(1) + DESC_LEN, 1, true);
+  dv.setUint32(descs.desc(1) + DESC_ADDR, dst, true);
+  dv.setUint32(descs.desc(1) + DESC_AUX, 0, true);
+  assert.equal(u.sendGather(descs.descs, 2), 2);
+  for (let i = 0; i < 100 && got.length < 5; i++) await sleep(10);
+  assert.equal(got.length, 5);
+  for (let s = 0; s < 4; s++) {
+    const want = Buffer.concat([
+      Buffer.alloc(8, 0xa0 + s),
+      Buffer.from(u8.slice(payload + s * 100, payload + s * 100 + (s < 3 ? 100 : 40))),
+    ]);
+    assert.ok(
+      got.some((g) => g.equals(want)),
+      `segment ${s}`,
+    );
+  }
+  assert.ok(got.some((g) => g.equals(Buffer.alloc(8, 0xa0))));
+});

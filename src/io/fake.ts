@@ -195,14 +195,36 @@ export class FakeUdp implements UdpSeam {
   }
 
   sendBatch(descs: number, n: number): number {
+    return this.send(descs, n, false);
+  }
+
+  sendGather(descs: number, n: number): number {
+    return this.send(descs, n, true);
+  }
+
+  private send(descs: number, n: number, gather: boolean): number {
     const u8 = this.view.u8();
     const u32 = this.view.u32();
     let sent = 0;
     for (let i = 0; i < n; i++) {
       const d = (descs + i * DESC_SIZE) >>> 2;
       const ptr = u32[d + (DESC_PTR >> 2)]!;
-      const len = u32[d + (DESC_LEN >> 2)]!;
+      const cnt = u32[d + (DESC_LEN >> 2)]!;
       const seg = u32[d + (DESC_AUX >> 2)]!;
+      let data: Uint8Array;
+      if (gather) {
+        const parts: Uint8Array[] = [];
+        for (let j = 0; j < cnt; j++) {
+          const p = u32[(ptr >>> 2) + 2 * j]!;
+          parts.push(u8.slice(p, p + u32[(ptr >>> 2) + 2 * j + 1]!));
+        }
+        data = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+        let off = 0;
+        for (const p of parts) {
+          data.set(p, off);
+          off += p.length;
+        }
+      } else data = u8.slice(ptr, ptr + cnt);
       let to: { address: string; port: number };
       try {
         to = readSockaddr(u8, u32[d + (DESC_ADDR >> 2)]!);
@@ -211,9 +233,10 @@ export class FakeUdp implements UdpSeam {
         continue;
       }
       const peer = this.net.endpoints.get(`${to.address}:${to.port}`);
+      const len = data.length;
       const step = seg > 0 && seg < len ? seg : Math.max(len, 1);
       for (let off = 0; off === 0 || off < len; off += step) {
-        const part = u8.slice(ptr + off, ptr + Math.min(len, off + step));
+        const part = data.subarray(off, Math.min(len, off + step));
         if (peer) peer.deliver(part, { address: this.address, port: this.port });
         else this.net.unroutable++;
       }

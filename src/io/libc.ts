@@ -31,6 +31,7 @@ export const sys = {
   getsockopt: lib.func('int getsockopt(int fd, int level, int name, void *val, _Inout_ uint32_t *len)'),
   recvmmsg: lib.func('int recvmmsg(int fd, uintptr_t vec, unsigned int vlen, int flags, uintptr_t timeout)'),
   sendmmsg: lib.func('int sendmmsg(int fd, uintptr_t vec, unsigned int vlen, int flags)'),
+  sendmsg: lib.func('intptr_t sendmsg(int fd, uintptr_t msg, int flags)'),
   sendto: lib.func(
     'intptr_t sendto(int fd, uintptr_t buf, size_t n, int flags, uintptr_t addr, uint32_t alen)',
   ),

@@ -23,5 +23,7 @@ export interface UdpSeam {
   recvBatch(batch: PacketBatch, max?: number): number;
   /** Sends descriptors [0, n) to the sockaddr at DESC_ADDR (DESC_AUX: GSO segment size or 0). */
   sendBatch(descs: number, n: number): number;
+  /** Gather send: DESC_PTR = DESC_LEN (u32 address, u32 length) pairs concatenated into one datagram. */
+  sendGather(descs: number, n: number): number;
   close(): void;
 }

@@ -101,7 +101,7 @@ export interface UdpHandle {
   batchSize: number;
   gro: boolean;
   gso?: boolean;
-  regions: [number, number, number, number, number, number];
+  regions: [number, number, number, number, number, number, number];
 }
 
 export class UdpBind implements UdpSeam {
@@ -128,6 +128,7 @@ export class UdpBind implements UdpSeam {
   private readonly txVec: number;
   private readonly txIov: number;
   private readonly txCmsg: number;
+  private readonly gatherIov: number;
   private rxBound: PacketBatch | undefined;
   private closed = false;
 
@@ -140,7 +141,7 @@ export class UdpBind implements UdpSeam {
     this.gso = h.gso ?? true;
     this.base = memBase(this.memory);
     this.view = new MemView(this.memory);
-    [this.rxVec, this.rxIov, this.rxCmsg, this.txVec, this.txIov, this.txCmsg] = h.regions;
+    [this.rxVec, this.rxIov, this.rxCmsg, this.txVec, this.txIov, this.txCmsg, this.gatherIov] = h.regions;
     this.closed = !owner;
     if (owner) this.initTx();
   }
@@ -158,6 +159,7 @@ export class UdpBind implements UdpSeam {
       this.txVec,
       this.txIov,
       this.txCmsg,
+      this.gatherIov,
     ];
     return {
       fd: this.fd,
@@ -183,8 +185,7 @@ export class UdpBind implements UdpSeam {
       throw new VxError('ERR_INVALID_ARG', `options.batch must be an integer in 1..1024, got ${batch}`);
     }
     const alloc = opts.alloc ?? ((size: number) => core().alloc(size));
-    const sizes = [MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT, MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT];
-    const regions = sizes.map((sz) => alloc(batch * sz)) as UdpHandle['regions'];
+    const regions = allocRegions(alloc, batch);
     const h: UdpHandle = { fd, family, batchSize: batch, gro: false, gso: opts.gso ?? true, regions };
     return new UdpBind(h, opts.memory ?? core().memory, true);
   }
@@ -220,8 +221,7 @@ export class UdpBind implements UdpSeam {
       if (sys.bind(fd, sa, len) < 0)
         throw sysError('ERR_UDP_BIND', `cannot bind UDP ${address} port ${port}`);
       const alloc = opts.alloc ?? ((size: number) => core().alloc(size));
-      const sizes = [MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT, MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT];
-      const regions = sizes.map((sz) => alloc(batch * sz)) as UdpHandle['regions'];
+      const regions = allocRegions(alloc, batch);
       return new UdpBind(
         { fd, family, batchSize: batch, gro: !!opts.gro, regions },
         opts.memory ?? core().memory,
@@ -332,19 +332,97 @@ export class UdpBind implements UdpSeam {
     let i = 0;
     while (i < n) {
       const k = this.fillTx(descs + i * DESC_SIZE, Math.min(n - i, this.batchSize));
-      let off = 0;
-      while (off < k) {
-        const r = sys.sendmmsg(this.fd, this.base + this.txVec + off * MMSGHDR_SIZE, k - off, 0);
-        if (r > 0) {
-          sent += r;
-          off += r;
-          continue;
-        }
-        if (r < 0 && errno() === EINTR) continue;
-        this.stats.txErrors++; // the message at `off` failed; skip it, send the rest
-        off++;
-      }
+      sent += this.flush(k);
       i += k;
+    }
+    return sent;
+  }
+
+  /**
+   * Gather send, for segments whose headers were built apart from their payload (TSO cut into
+   * MSS-sized segments without moving the payload). Descriptor i: DESC_PTR = address of DESC_LEN
+   * pairs of u32 (address, length) in linear memory, concatenated into one datagram; DESC_ADDR =
+   * destination; DESC_AUX = UDP GSO segment size or 0. With GSO the kernel cuts the concatenation
+   * every DESC_AUX bytes, so the pairs must line up on segment boundaries; the whole message is
+   * at most 65507 bytes and 64 segments. Returns how many messages were sent.
+   */
+  sendGather(descs: number, n: number): number {
+    let sent = 0;
+    let i = 0;
+    while (i < n) {
+      const k = this.fillGather(descs + i * DESC_SIZE, Math.min(n - i, this.batchSize));
+      if (k === 0) {
+        this.stats.txErrors++; // a single message with more than GATHER_IOVS pairs
+        i++;
+        continue;
+      }
+      sent += this.flush(k);
+      i += k;
+    }
+    return sent;
+  }
+
+  private fillGather(descs: number, max: number): number {
+    const u8 = this.view.u8();
+    const u32 = this.view.u32();
+    const base = this.base;
+    let used = 0;
+    let k = 0;
+    let bytes = 0;
+    for (; k < max; k++) {
+      const d = (descs + k * DESC_SIZE) >>> 2;
+      const list = u32[d + (DESC_PTR >> 2)]! >>> 2;
+      const cnt = u32[d + (DESC_LEN >> 2)]!;
+      if (used + cnt > GATHER_IOVS) break;
+      const addr = u32[d + (DESC_ADDR >> 2)]!;
+      const m = (this.txVec + k * MMSGHDR_SIZE) >>> 2;
+      const iov0 = this.gatherIov + used * IOVEC_SIZE;
+      put64(u32, m + (MSG_NAME >> 2), base + addr);
+      u32[m + (MSG_NAMELEN >> 2)] = u8[addr] === AF_INET6 ? SOCKADDR_IN6_LEN : 16;
+      put64(u32, m + (MSG_IOV >> 2), base + iov0);
+      put64(u32, m + (MSG_IOVLEN >> 2), cnt);
+      let len = 0;
+      for (let j = 0; j < cnt; j++) {
+        const v = (iov0 >>> 2) + j * 4;
+        const l = u32[list + 2 * j + 1]!;
+        put64(u32, v, base + u32[list + 2 * j]!);
+        put64(u32, v + 2, l);
+        len += l;
+      }
+      this.setSegment(u32, m, k, u32[d + (DESC_AUX >> 2)]!, len);
+      used += cnt;
+      bytes += len;
+    }
+    this.stats.txBytes += bytes;
+    return k;
+  }
+
+  private setSegment(u32: Uint32Array, m: number, i: number, seg: number, len: number): void {
+    if (seg > 0 && seg < len && this.gso) {
+      const c = this.txCmsg + i * CMSG_SPACE_INT;
+      u32[(c + CMSG_HDR) >>> 2] = seg;
+      put64(u32, m + (MSG_CONTROL >> 2), this.base + c);
+      put64(u32, m + (MSG_CONTROLLEN >> 2), CMSG_SPACE_INT);
+    } else {
+      put64(u32, m + (MSG_CONTROL >> 2), 0);
+      put64(u32, m + (MSG_CONTROLLEN >> 2), 0);
+    }
+  }
+
+  /** sendmmsg of the k prepared messages, skipping (and counting) any the kernel refuses. */
+  private flush(k: number): number {
+    let sent = 0;
+    let off = 0;
+    while (off < k) {
+      const r = sys.sendmmsg(this.fd, this.base + this.txVec + off * MMSGHDR_SIZE, k - off, 0);
+      if (r > 0) {
+        sent += r;
+        off += r;
+        continue;
+      }
+      if (r < 0 && errno() === EINTR) continue;
+      this.stats.txErrors++; // the message at `off` failed; skip it, send the rest
+      off++;
     }
     this.stats.txDatagrams += sent;
     return sent;
@@ -365,17 +443,11 @@ export class UdpBind implements UdpSeam {
       const iov = (this.txIov + i * IOVEC_SIZE) >>> 2;
       put64(u32, m + (MSG_NAME >> 2), base + addr);
       u32[m + (MSG_NAMELEN >> 2)] = u8[addr] === AF_INET6 ? SOCKADDR_IN6_LEN : 16;
+      put64(u32, m + (MSG_IOV >> 2), base + this.txIov + i * IOVEC_SIZE);
+      put64(u32, m + (MSG_IOVLEN >> 2), 1);
       put64(u32, iov, base + ptr);
       put64(u32, iov + 2, len);
-      if (seg > 0 && seg < len && this.gso) {
-        const c = this.txCmsg + i * CMSG_SPACE_INT;
-        u32[(c + CMSG_HDR) >>> 2] = seg;
-        put64(u32, m + (MSG_CONTROL >> 2), base + c);
-        put64(u32, m + (MSG_CONTROLLEN >> 2), CMSG_SPACE_INT);
-      } else {
-        put64(u32, m + (MSG_CONTROL >> 2), 0);
-        put64(u32, m + (MSG_CONTROLLEN >> 2), 0);
-      }
+      this.setSegment(u32, m, i, seg, len);
       bytes += len;
     }
     this.stats.txBytes += bytes;
@@ -388,6 +460,16 @@ export class UdpBind implements UdpSeam {
     this.closed = true;
     sys.close(this.fd);
   }
+}
+
+/** Iovecs shared by the messages of one sendGather call (a GSO message uses 2 per segment). */
+export const GATHER_IOVS = 1024;
+
+function allocRegions(alloc: (size: number) => number, batch: number): UdpHandle['regions'] {
+  const sizes = [MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT, MMSGHDR_SIZE, IOVEC_SIZE, CMSG_SPACE_INT];
+  const r = sizes.map((sz) => alloc(batch * sz));
+  r.push(alloc(GATHER_IOVS * IOVEC_SIZE));
+  return r as UdpHandle['regions'];
 }
 
 function setBuf(fd: number, force: number, plain: number, bytes: number): void {
