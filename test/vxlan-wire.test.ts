@@ -76,7 +76,7 @@ function runPython(script: string, input: unknown): unknown {
 
 // ---- (a) scapy ----------------------------------------------------------------------------------
 
-const SCAPY_BUILD = String.raw`
+const SCAPY_BUILD = `
 import json, sys
 from scapy.all import *
 E = lambda **k: Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", **k)
@@ -197,7 +197,7 @@ test('scapy-built VXLAN headers with bad flags or reserved bits are dropped with
   });
 });
 
-const SCAPY_DISSECT = String.raw`
+const SCAPY_DISSECT = `
 import json, sys
 from scapy.all import *
 out = []
