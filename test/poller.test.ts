@@ -93,3 +93,34 @@ test('runBlocking in a worker drives pumps and returns when woken with the stop 
   assert.equal(moved, 30);
   waker.close();
 });
+
+test('EventLoopDriver: a pump that throws stops the driver and reaches onError', async (t) => {
+  const u = UdpBind.open({ address: '127.0.0.1', port: 0 });
+  const s = dgram.createSocket('udp4');
+  t.after(() => {
+    u.close();
+    s.close();
+  });
+  const boom = new Error('boom');
+  let calls = 0;
+  const failed = new Promise<unknown>((resolve) => {
+    const drv = new EventLoopDriver(
+      [
+        {
+          fd: u.fd,
+          pump() {
+            calls++;
+            throw boom;
+          },
+        },
+      ],
+      { onError: resolve },
+    );
+    drv.start();
+  });
+  s.send('x', u.localAddress().port, '127.0.0.1');
+  assert.equal(await failed, boom);
+  s.send('y', u.localAddress().port, '127.0.0.1');
+  await sleep(30);
+  assert.equal(calls, 1);
+});

@@ -205,6 +205,11 @@ test('bind errors and bad options have stable codes', (t) => {
   assert.throws(() => UdpBind.open({ address: 'nope' }), { code: 'ERR_INVALID_ARG' });
   assert.throws(() => UdpBind.open({ port: 70000 }), { code: 'ERR_INVALID_ARG' });
   assert.throws(() => UdpBind.open({ batch: 0 }), { code: 'ERR_INVALID_ARG' });
+  const gro = UdpBind.open({ address: '127.0.0.1', port: 0, gro: true });
+  t.after(() => gro.close());
+  assert.throws(() => gro.recvBatch(new PacketBatch({ capacity: 1, frameCapacity: 2048 })), {
+    code: 'ERR_INVALID_ARG',
+  });
 });
 
 test('sendGather: headers built apart from their payload leave as GSO segments [header_i | payload_i]', async (t) => {

@@ -37,6 +37,8 @@ export interface Pump {
 export interface DriverOptions {
   /** Batches a pump may move per wake-up before the others get a turn (default 8). */
   budget?: number;
+  /** EventLoopDriver: called when a pump throws (the driver has stopped). Default: rethrow. */
+  onError?: (err: unknown) => void;
 }
 
 /** An epoll set over some fds, each tagged with its index. */
@@ -164,6 +166,7 @@ export class EventLoopDriver {
   private waiting = false;
   private readonly waker = new Waker();
   private onIdle: (() => void) | undefined;
+  private readonly onError: (err: unknown) => void;
   moved = 0;
 
   constructor(
@@ -175,6 +178,11 @@ export class EventLoopDriver {
       throw new VxError('ERR_INVALID_ARG', `options.budget must be a positive integer, got ${budget}`);
     }
     this.budget = budget;
+    this.onError =
+      opts.onError ??
+      ((err) => {
+        throw err;
+      });
     this.set = new EpollSet([...pumps.map((p) => p.fd), this.waker.fd]);
   }
 
@@ -190,10 +198,16 @@ export class EventLoopDriver {
     this.set.waitAsync(-1, (err, n) => {
       this.waiting = false;
       if (err || !this.running) return this.finish();
-      for (let i = 0; i < n; i++) {
-        const tag = this.set.tag(i);
-        if (tag === this.pumps.length) this.waker.drain();
-        else this.moved += runPump(this.pumps[tag]!, this.budget);
+      try {
+        for (let i = 0; i < n; i++) {
+          const tag = this.set.tag(i);
+          if (tag === this.pumps.length) this.waker.drain();
+          else this.moved += runPump(this.pumps[tag]!, this.budget);
+        }
+      } catch (e) {
+        this.running = false;
+        this.finish();
+        return this.onError(e);
       }
       this.arm();
     });

@@ -278,8 +278,13 @@ export class UdpBind implements UdpSeam {
    * (GRO segment size or 0). Truncated datagrams are dropped and counted. Returns the count.
    */
   recvBatch(batch: PacketBatch, max = batch.capacity): number {
-    if (batch.memory !== this.memory) throw new VxError('ERR_INVALID_ARG', 'batch is in another memory');
-    if (batch !== this.rxBound) this.bindRx(batch);
+    if (batch !== this.rxBound) {
+      if (batch.memory !== this.memory) throw new VxError('ERR_INVALID_ARG', 'batch is in another memory');
+      if (this.gro && batch.frameCapacity < 65535) {
+        throw new VxError('ERR_INVALID_ARG', 'a UDP_GRO socket needs batch slots of frameCapacity >= 65535');
+      }
+      this.bindRx(batch);
+    }
     const n = Math.min(max, batch.capacity, this.batchSize);
     const u32 = this.view.u32();
     for (let i = 0; i < n; i++) {
