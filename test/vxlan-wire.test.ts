@@ -5,7 +5,9 @@
 //     checksums; datagrams vxnet builds with outer.ts are dissected by scapy to the fields vxnet was
 //     asked for, with checksums scapy recomputes to the same values.
 // (b) the Linux kernel's `vxlan` device, in two fresh namespaces joined by a veth pair: what it sends
-//     (an ICMP echo request, an ARP request) is captured with a UDP socket and parsed by vxnet; and
+//     (an ICMP echo request, an ARP request) is captured with a UDP socket and, as whole underlay
+//     frames, with an AF_PACKET socket; vxnet parses both (VNI, inner fields) and verifies the
+//     kernel's outer IPv4 and UDP checksums; and
 //     echo requests vxnet encapsulates (outer bytes from outer.ts, sent unmodified through an
 //     AF_PACKET socket) are accepted by the kernel, which answers through the tunnel; a datagram
 //     with a broken UDP checksum or bad VXLAN flags gets no answer.
@@ -336,12 +338,17 @@ const HELPER = String.raw`
 import json, os, select, socket, sys
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 udp.bind((sys.argv[1], 4789))
-raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))  # ETH_P_ALL: also receive
 raw.bind((sys.argv[2], 0))
 print(json.dumps({"ready": True}), flush=True)
 pending = b""
 while True:
-  r, _, _ = select.select([udp, 0], [], [])
+  r, _, _ = select.select([udp, raw, 0], [], [])
+  if raw in r:
+    # Whole frames arriving on the underlay veth: the kernel's outer headers, for vxnet to parse.
+    data, (_, _, pkttype, _, _) = raw.recvfrom(65535)
+    if pkttype != socket.PACKET_OUTGOING and data[12:14] == b"\x08\x00" and data[23] == 17 and data[36:38] == b"\x12\xb5":
+      print(json.dumps({"l2": data.hex()}), flush=True)
   if udp in r:
     data, addr = udp.recvfrom(65535)
     print(json.dumps({"rx": data.hex(), "from": addr[0]}), flush=True)
@@ -463,6 +470,9 @@ test('the Linux kernel vxlan device and vxnet understand each other', {
   ip('-n', nsA, 'neigh', 'add', '192.168.99.2', 'lladdr', PEER_MAC, 'dev', 'vx0', 'nud', 'permanent');
   const macOf = (ns: string, dev: string) =>
     (JSON.parse(ip('-j', '-n', ns, 'link', 'show', dev)) as Array<{ address: string }>)[0]!.address;
+  // Let the kernel finish its UDP checksums before the wire, as a NIC would (see FACTS.md), so the
+  // captured outer checksum is the kernel's own.
+  execFileSync('ip', ['netns', 'exec', nsA, 'ethtool', '-K', vA, 'tx', 'off'], { stdio: 'ignore' });
   const macA = macOf(nsA, vA);
   const macB = macOf(nsB, vB);
 
@@ -470,6 +480,7 @@ test('the Linux kernel vxlan device and vxnet understand each other', {
   // AF_PACKET socket on the veth (sends vxnet's datagrams byte for byte).
   helper = spawn('ip', ['netns', 'exec', nsB, PY, '-c', HELPER, '10.99.0.2', vB]);
   const rx: Uint8Array[] = [];
+  const l2: Uint8Array[] = [];
   const waiters: Array<() => void> = [];
   const lines = createInterface({ input: helper.stdout });
   let ready!: () => void;
@@ -477,9 +488,10 @@ test('the Linux kernel vxlan device and vxnet understand each other', {
     ready = res;
   });
   lines.on('line', (l) => {
-    const m = JSON.parse(l) as { ready?: boolean; rx?: string; from?: string };
+    const m = JSON.parse(l) as { ready?: boolean; rx?: string; from?: string; l2?: string };
     if (m.ready) ready();
     if (m.rx && m.from === '10.99.0.1') rx.push(bytesOf(m.rx));
+    if (m.l2) l2.push(bytesOf(m.l2));
     for (const w of waiters.splice(0)) w();
   });
   await readyP;
@@ -534,6 +546,29 @@ test('the Linux kernel vxlan device and vxnet understand each other', {
   assert.equal(arp.r.arpOp, 1);
   assert.equal(ipAt(arp.f, arp.r.l3Offset + 24), '192.168.99.3');
   assert.equal(hexOf(arp.f.subarray(0, 6)), 'ffffffffffff');
+
+  // The same datagrams as whole frames on the underlay: vxnet parses the kernel's outer headers
+  // and agrees with its checksums.
+  assert.ok(l2.length >= 2, `captured ${l2.length} underlay frames`);
+  load(l2);
+  const outer = parseAll(l2.length);
+  pc.verifyChecksums(descs, l2.length);
+  outer.forEach((o, i) => {
+    assert.equal(o.flags, C.PARSE_F_ETH | C.PARSE_F_IPV4 | C.PARSE_F_UDP, `underlay frame ${i}`);
+    assert.equal(o.dstPort, C.VXLAN_PORT);
+    const bits = pc.checksumBits(descs, i);
+    assert.ok(bits & C.CSUM_V_IP_OK, `underlay frame ${i}: kernel IPv4 checksum`);
+    assert.ok(
+      bits & C.CSUM_V_L4_OK,
+      `underlay frame ${i}: the kernel's UDP checksum verifies (bits ${bits})`,
+    );
+    assert.ok(!(bits & C.CSUM_V_BAD), `underlay frame ${i}`);
+  });
+  toInner(outer);
+  outer.forEach((_, i) => assert.equal(descU32(i, C.DESC_VNI), 42, `underlay frame ${i}: VNI`));
+  assert.ok(
+    parseAll(l2.length).every((r) => r.status === C.PARSE_OK && r.flags & (C.PARSE_F_IPV4 | C.PARSE_F_ARP)),
+  );
 
   // 2. What vxnet builds: echo requests the kernel must decapsulate and answer through the tunnel.
   const req = (seq: number) =>
