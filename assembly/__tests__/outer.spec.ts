@@ -23,6 +23,9 @@ const DST: u32 = 0x0200000a; // 10.0.0.2 in memory order
 
 // Ether/IPv4/UDP 10.0.0.1:1234 -> 10.0.0.2:5678 "hello" (scapy)
 const UDP4 = '02000000000202000000000108004500002100010000401166c90a0000010a00000204d2162e000d8cff68656c6c6f';
+// Ether/IPv6/UDP fd00::1:53 -> fd00::2:5353 "xyz" (scapy), flow label 0
+const V6UDP =
+  '02000000000202000000000186dd60000000000b1140fd000000000000000000000000000001fd000000000000000000000000000002003514e9000bfe3b78797a';
 const ARP = '020000000002020000000001080600010800060400010200000000010a0000010000000000000a000002';
 
 function put(p: usize, hex: string): u32 {
@@ -140,6 +143,18 @@ describe('flow_hash', () => {
     expect(flow_hash(frame, n)).toBe(h);
     store<u8>(frame + 35, 0x99);
     expect(flow_hash(frame, n)).not.toBe(h);
+  });
+  it('IPv6: ports without a flow label, the label instead of ports when one is set', () => {
+    const n = put(frame, V6UDP);
+    const h = flow_hash(frame, n);
+    store<u8>(frame + 55, 0x99); // source port 53 -> 0x99
+    const h2 = flow_hash(frame, n);
+    expect(h2).not.toBe(h);
+    store<u8>(frame + 16, 0x0a); // flow label 0xa0000... : now ports no longer count
+    const h3 = flow_hash(frame, n);
+    store<u8>(frame + 55, 0x35);
+    expect(flow_hash(frame, n)).toBe(h3);
+    expect(h3).not.toBe(h);
   });
   it('hashes the MACs of a frame without an IP flow (ARP)', () => {
     const n = put(frame, ARP);
