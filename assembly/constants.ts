@@ -194,11 +194,13 @@ export const CTX_CNT_PORTS = 132; // ptr: one counter block per port
 export const CTX_CNT_PEERS = 136; // ptr: one counter block per peer
 export const CTX_MEM_BYTES = 140; // bytes dp_setup allocated (all tables)
 export const CTX_FDB_BYTES = 144; // bytes of the FDB slots alone
+export const CTX_OUTER = 148; // ptr: OUTER_SIZE options for DP_F_RAW_UNDERLAY (host-owned)
 export const DP_F_LEARNING = 1; // learn inner source MACs (and unknown source peers) on decap
 export const DP_F_ARP_PROXY = 2; // answer ARP requests from the neighbour table; never flood ARP
 export const DP_F_FLOOD_UNKNOWN = 4; // flood unknown unicast (else drop it with DROP_L2_MISS)
 export const DP_F_L2MISS = 8; // raise EVT_L2_MISS events
 export const DP_F_L3MISS = 16; // raise EVT_L3_MISS events
+export const DP_F_RAW_UNDERLAY = 32; // encap writes outer IPv4+UDP too (outer_v4_push; IPv4 peers only)
 // FDB slot: MAC (6, wire order) | VNI low 16 (u16 LE) | VNI high 8 | flags | peer u16 | time u32.
 export const FDB_ENTRY_SIZE = 16;
 export const FDB_E_MAC = 0;
@@ -288,11 +290,19 @@ export const CSUM_V_BAD = 10; // CSUM_V_IP_BAD | CSUM_V_L4_BAD
 // ---- AES-GCM (assembly/aes.ts, ghash.ts, gcm.ts; src/crypto/) -----------------------------------
 // A key context is one region of GCM_CTX_SIZE bytes from core().alloc(), expanded once by
 // gcm_init and then only read (several live at once for key rotation; workers share them).
-export const GCM_CTX_SIZE = 3072;
+export const GCM_CTX_SIZE = 11264;
 export const GCM_CTX_NR = 0; // u32: AES rounds (10 or 14); 0 = not initialised
 export const GCM_CTX_KEY = 64; // the host writes the raw key here; gcm_init expands it, then zeroes 256 bytes
 export const GCM_CTX_RK = 320; // bitsliced round keys (1920 bytes)
 export const GCM_CTX_H = 2240; // GHASH key: H^1..H^4 in multiply-ready parts (768 bytes)
+export const GCM_CTX_T = 3072; // GHASH 16-lane swizzle tables for H (8192 bytes)
+// Per-thread scratch every batch call takes (the caller owns it; never shared between threads).
+export const GCM_SCRATCH_SIZE = 2048;
+export const GCM_SC_Y = 0; // 16-lane GHASH state, transposed (256 bytes)
+export const GCM_SC_X = 256; // 16 input blocks, one per message (256 bytes)
+export const GCM_SC_TMP = 512; // ghash16_absorb scratch (768 bytes)
+export const GCM_SC_EJ0 = 1280; // E(K, J0) of 16 messages (256 bytes)
+export const GCM_SC_ROWS = 1536; // 16 GHASH results, one row per message (256 bytes)
 // A GCM batch is an array of GCMD_SIZE-byte descriptors, one per message, all under one key.
 // Seal encrypts the text in place and writes the tag; open checks the tag over AAD and ciphertext
 // and decrypts in place, or on failure zeroes the text (no plaintext is left behind).

@@ -1,8 +1,6 @@
 // vxnet as a library: the public API. Everything exported here is documented and typed.
 
 export * as constants from '../assembly/constants.js';
-export { isVxError, VxError, type VxErrorCode } from './errors.js';
-export { core as wasmCore, instantiate as instantiateWasm, type WasmCore } from './wasm/module.js';
 export {
   GcmKey,
   type GcmMessage,
@@ -15,3 +13,16 @@ export {
   writeGcmDescriptor,
 } from './crypto/gcm.js';
 export { GcmPool, type GcmPoolOptions } from './crypto/pool.js';
+export { isVxError, VxError, type VxErrorCode } from './errors.js';
+export {
+  Datapath,
+  type DatapathCounters,
+  type DatapathEvent,
+  type DatapathOptions,
+  type FdbEntry,
+  formatMac,
+  nowSeconds,
+  parseMac,
+  readFloodList,
+} from './wasm/datapath.js';
+export { core as wasmCore, instantiate as instantiateWasm, type WasmCore } from './wasm/module.js';
