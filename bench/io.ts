@@ -38,14 +38,14 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
 import { DESC_ADDR, DESC_AUX, DESC_LEN, DESC_PTR } from '../assembly/constants.js';
 import { PacketBatch } from '../src/io/batch.js';
-import { EventLoopDriver, type Pump, Waker } from '../src/io/poller.js';
+import { EventLoopDriver, type Pump } from '../src/io/poller.js';
 import { RawSender } from '../src/io/raw.js';
 import { writeSockaddr } from '../src/io/sockaddr.js';
 import { TapDevice } from '../src/io/tap.js';
 import { UdpBind } from '../src/io/udp.js';
+import { IoWorker } from '../src/io/worker.js';
 import { core } from '../src/wasm/module.js';
 import { type HostHandle, hostPumps } from './io/forward.js';
 import { note, rate, record, report } from './lib.js';
@@ -325,25 +325,14 @@ async function vethForward(impl: 'kernel-vxlan' | 'plain' | 'tso'): Promise<void
   }
 }
 
-/** Spawns a TS worker (tsx registered inside it) running bench/io/worker.ts for `hosts`. */
-async function startWorker(hosts: HostHandle[]) {
-  const stop = new Int32Array(new SharedArrayBuffer(4));
-  const waker = new Waker();
-  const api = import.meta.resolve('tsx/esm/api');
-  const file = new URL('./io/worker.ts', import.meta.url).href;
-  const code = `import(${JSON.stringify(api)}).then(({ register }) => { register(); return import(${JSON.stringify(file)}); })`;
-  const w = new Worker(code, {
-    eval: true,
-    workerData: { memory: core().memory, hosts, stop, wakerFd: waker.fd },
+/** Starts an I/O worker (bench/io/worker.ts) forwarding for `hosts`; returns its stop function. */
+async function startWorker(hosts: HostHandle[]): Promise<() => Promise<unknown>> {
+  const w = await IoWorker.start({
+    file: new URL('./io/worker.ts', import.meta.url),
+    data: hosts,
+    memory: core().memory,
   });
-  await once(w, 'message');
-  return async () => {
-    Atomics.store(stop, 0, 1);
-    waker.wake();
-    await once(w, 'message');
-    await w.terminate();
-    waker.close();
-  };
+  return () => w.stop();
 }
 
 function dgramPumps(sides: Side[]): { pumps: Pump[]; close: () => void } {
@@ -379,7 +368,7 @@ function dgramPumps(sides: Side[]): { pumps: Pump[]; close: () => void } {
 
 async function forwarder(impl: string): Promise<void> {
   const sides = makeSides(impl.endsWith('-vnet'));
-  let stop: () => Promise<void> | void = () => {};
+  let stop: () => Promise<unknown> | void = () => {};
   try {
     const mode = impl.replace(/-vnet$/, '');
     if (mode === 'dgram-readsync') {

@@ -1,16 +1,16 @@
 // The two drivers of src/io/poller.ts: EventLoopDriver on the main thread (pumps run when epoll
 // reports readiness; the libuv pool stays usable) and runBlocking in a worker thread (stopped by a
-// Waker from the main thread).
+// Waker from the main thread, through IoWorker).
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
 import { PacketBatch } from '../src/io/batch.js';
 import { EventLoopDriver } from '../src/io/poller.js';
 import { UdpBind } from '../src/io/udp.js';
+import { IoWorker } from '../src/io/worker.js';
+import { core } from '../src/wasm/module.js';
 
 test('EventLoopDriver calls the pump until drained, keeps the pool free, stops cleanly', async (t) => {
   const u = UdpBind.open({ address: '127.0.0.1', port: 0 });
@@ -51,7 +51,7 @@ test('EventLoopDriver calls the pump until drained, keeps the pool free, stops c
   assert.throws(() => new EventLoopDriver([], { budget: 0 }), { code: 'ERR_INVALID_ARG' });
 });
 
-test('runBlocking in a worker drives pumps and returns when woken with the stop flag set', async (t) => {
+test('IoWorker runs pumps in a blocking loop and stop() returns what they moved', async (t) => {
   const u = UdpBind.open({ address: '127.0.0.1', port: 0 });
   const s = dgram.createSocket('udp4');
   const batch = new PacketBatch({ capacity: 16 });
@@ -59,39 +59,24 @@ test('runBlocking in a worker drives pumps and returns when woken with the stop 
     u.close();
     s.close();
   });
-  const { Waker } = await import('../src/io/poller.js');
-  const waker = new Waker();
-  const stop = new Int32Array(new SharedArrayBuffer(4));
-  const api = import.meta.resolve('tsx/esm/api');
-  const mods = ['../src/io/poller.ts', '../src/io/udp.ts', '../src/io/batch.ts'].map(
-    (m) => new URL(m, import.meta.url).href,
-  );
-  const code = `
-    const { workerData: d, parentPort } = require('node:worker_threads');
-    import(${JSON.stringify(api)}).then(async ({ register }) => {
-      register();
-      const [{ runBlocking, Waker }, { UdpBind }, { PacketBatch }] = await Promise.all(
-        ${JSON.stringify(mods)}.map((m) => import(m)));
-      const u = UdpBind.attach(d.udp, d.memory);
-      const b = PacketBatch.attach(d.batch, d.memory);
-      parentPort.postMessage('ready');
-      const moved = runBlocking([{ fd: u.fd, pump: () => u.recvBatch(b) }], { stop: d.stop, waker: new Waker(d.wakerFd) });
-      parentPort.postMessage(moved);
-    });`;
-  const { core } = await import('../src/wasm/module.js');
-  const w = new Worker(code, {
-    eval: true,
-    workerData: { memory: core().memory, udp: u.handle(), batch: batch.handle(), stop, wakerFd: waker.fd },
+  const file = new URL('./fixtures/io-udp-worker.ts', import.meta.url);
+  const w = await IoWorker.start({
+    file,
+    memory: core().memory,
+    data: { udp: u.handle(), batch: batch.handle() },
   });
-  t.after(() => w.terminate());
-  await once(w, 'message');
   for (let i = 0; i < 30; i++) s.send('x', u.localAddress().port, '127.0.0.1');
   await sleep(100);
-  Atomics.store(stop, 0, 1);
-  waker.wake();
-  const [moved] = await once(w, 'message');
-  assert.equal(moved, 30);
-  waker.close();
+  assert.equal(await w.stop(), 30);
+  assert.equal(await w.stop(), 30, 'stop is idempotent');
+  await assert.rejects(
+    IoWorker.start({
+      file,
+      memory: core().memory,
+      data: { udp: u.handle(), batch: batch.handle(), fail: true },
+    }),
+    { code: 'ERR_IO_WORKER' },
+  );
 });
 
 test('EventLoopDriver: a pump that throws stops the driver and reaches onError', async (t) => {

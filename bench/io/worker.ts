@@ -1,15 +1,5 @@
-// I/O worker for bench/io.ts: drives one host's pumps in a blocking epoll loop until stopped.
-import { parentPort, workerData } from 'node:worker_threads';
-import { runBlocking, Waker } from '../../src/io/poller.js';
+// I/O worker for bench/io.ts: one or two hosts' copy-forwarder pumps in a blocking epoll loop.
+import { serveIo } from '../../src/io/worker.js';
 import { type HostHandle, hostPumps } from './forward.js';
 
-const { memory, hosts, stop, wakerFd } = workerData as {
-  memory: WebAssembly.Memory;
-  hosts: HostHandle[];
-  stop: Int32Array;
-  wakerFd: number;
-};
-const pumps = hosts.flatMap((h) => hostPumps(h, memory));
-parentPort!.postMessage('ready');
-const moved = runBlocking(pumps, { stop, waker: new Waker(wakerFd) });
-parentPort!.postMessage({ moved });
+serveIo((hosts: HostHandle[], memory) => hosts.flatMap((h) => hostPumps(h, memory)));
