@@ -19,6 +19,7 @@ import {
   GCM_CTX_KEY,
   GCM_CTX_NR,
   GCM_CTX_RK,
+  GCM_CTX_T,
   GCM_ERR_AUTH,
   GCM_ERR_KEY_LEN,
   GCM_ERR_TAG_LEN,
@@ -32,8 +33,21 @@ import {
   GCMD_TAG_LEN,
   GCMD_TEXT,
   GCMD_TEXT_LEN,
+  GCM_SC_EJ0,
+  GCM_SC_ROWS,
+  GCM_SC_TMP,
+  GCM_SC_X,
+  GCM_SC_Y,
 } from './constants';
-import { ghash_init, ghash_lengths, ghash_update } from './ghash';
+import {
+  ghash_init,
+  ghash_length_block,
+  ghash_lengths,
+  ghash_update,
+  ghash16_absorb,
+  ghash16_init,
+  ghash16_transpose,
+} from './ghash';
 
 /**
  * Expands the key the host wrote at ctx + GCM_CTX_KEY (`keyLen` = 16 or 32 bytes): round keys and
@@ -49,6 +63,7 @@ export function gcm_init(ctx: usize, keyLen: i32): i32 {
   const z = i64x2.splat(0);
   const h = aes_encrypt8_xor(ctx + GCM_CTX_RK, nr, z, z, z, z, z, z, z, z, 0, 0, 0);
   ghash_init(ctx + GCM_CTX_H, h);
+  ghash16_init(ctx + GCM_CTX_T, ctx + GCM_CTX_H, tmp);
   store<u32>(ctx + GCM_CTX_NR, nr);
   return GCM_OK;
 }
@@ -58,25 +73,150 @@ export function gcm_wipe(ctx: usize, size: usize): void {
   memory.fill(ctx, 0, size);
 }
 
-/** Seals each message of the batch in place; returns how many failed (bad tag length). */
-export function gcm_seal_batch(ctx: usize, descs: usize, n: u32): u32 {
+/**
+ * Seals each message of the batch in place; returns how many failed (bad tag length). `scratch`
+ * is GCM_SCRATCH_SIZE bytes owned by the calling thread.
+ */
+export function gcm_seal_batch(ctx: usize, descs: usize, n: u32, scratch: usize): u32 {
   let failed: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
+  let i: u32 = 0;
+  while (i < n) {
     const d = descs + <usize>i * GCMD_SIZE;
+    const rounds = n - i >= 16 ? groupRounds(d) : 0;
+    if (rounds > 0) {
+      seal16(ctx, d, rounds, scratch);
+      i += 16;
+      continue;
+    }
     const st = seal1(ctx, d);
     store<u32>(d + GCMD_STATUS, st);
     if (st != GCM_OK) failed++;
+    i++;
   }
   return failed;
 }
 
 /** Opens each message of the batch in place; returns how many failed (auth or tag length). */
-export function gcm_open_batch(ctx: usize, descs: usize, n: u32): u32 {
+export function gcm_open_batch(ctx: usize, descs: usize, n: u32, scratch: usize): u32 {
   let failed: u32 = 0;
-  for (let i: u32 = 0; i < n; i++) {
+  let i: u32 = 0;
+  while (i < n) {
     const d = descs + <usize>i * GCMD_SIZE;
+    const rounds = n - i >= 16 ? groupRounds(d) : 0;
+    if (rounds > 0) {
+      failed += open16(ctx, d, rounds, scratch);
+      i += 16;
+      continue;
+    }
     const st = open1(ctx, d);
     store<u32>(d + GCMD_STATUS, st);
+    if (st != GCM_OK) failed++;
+    i++;
+  }
+  return failed;
+}
+
+// ---- groups of 16 messages: GHASH through the 16-lane swizzle tables ---------------------------
+// Message j of a group hashes its blocks (AAD, ciphertext, lengths) in lane j. Lanes run in step,
+// so shorter messages are right-aligned: they start with zero blocks, which leave a zero state
+// unchanged. A group is used when every tag length is valid and the padding wastes at most a
+// quarter of the work; otherwise messages go one by one through the scalar path.
+
+/** GHASH blocks of one message: AAD blocks + text blocks + the lengths block. */
+@inline function hashBlocks(d: usize): u32 {
+  return ((load<u32>(d + GCMD_AAD_LEN) + 15) >> 4) + ((load<u32>(d + GCMD_TEXT_LEN) + 15) >> 4) + 1;
+}
+
+/** The rounds (longest message in blocks) if the 16 messages at d form a good group, else 0. */
+function groupRounds(d: usize): u32 {
+  let most: u32 = 0;
+  let sum: u32 = 0;
+  for (let j: usize = 0; j < 16; j++) {
+    const dj = d + j * GCMD_SIZE;
+    if (!validTagLen(load<u32>(dj + GCMD_TAG_LEN))) return 0;
+    const m = hashBlocks(dj);
+    sum += m;
+    if (m > most) most = m;
+  }
+  return (most << 4) - sum <= most << 2 ? most : 0;
+}
+
+/** Copies len (<= 16) bytes from src to the 16-byte block at dst, zero-padded. */
+@inline function padBlock(dst: usize, src: usize, len: usize): void {
+  if (len >= 16) {
+    v128.store(dst, v128.load(src));
+  } else {
+    v128.store(dst, i64x2.splat(0));
+    memory.copy(dst, src, len);
+  }
+}
+
+/** Block i of message d's GHASH input (i < 0: a zero block of right-alignment) into dst. */
+function fetchBlock(dst: usize, d: usize, i: i32): void {
+  if (i < 0) {
+    v128.store(dst, i64x2.splat(0));
+    return;
+  }
+  const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
+  const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
+  const aB = <i32>((aadLen + 15) >> 4);
+  const cB = <i32>((n + 15) >> 4);
+  if (i < aB) {
+    const off = <usize>i << 4;
+    padBlock(dst, <usize>load<u32>(d + GCMD_AAD) + off, aadLen - off);
+  } else if (i < aB + cB) {
+    const off = <usize>(i - aB) << 4;
+    padBlock(dst, <usize>load<u32>(d + GCMD_TEXT) + off, n - off);
+  } else {
+    v128.store(dst, ghash_length_block(aadLen, n));
+  }
+}
+
+/** GHASH of the 16 messages at d over their current texts; row j at scratch + GCM_SC_ROWS. */
+function ghash16Group(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
+  const y = scratch + GCM_SC_Y;
+  const x = scratch + GCM_SC_X;
+  memory.fill(y, 0, 256);
+  for (let k: u32 = 0; k < rounds; k++) {
+    for (let j: usize = 0; j < 16; j++) {
+      const dj = d + j * GCMD_SIZE;
+      fetchBlock(x + (j << 4), dj, <i32>k - <i32>(rounds - hashBlocks(dj)));
+    }
+    ghash16_absorb(ctx + GCM_CTX_T, y, x, scratch + GCM_SC_TMP);
+  }
+  ghash16_transpose(y, scratch + GCM_SC_ROWS);
+}
+
+function seal16(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
+  const rk = ctx + GCM_CTX_RK;
+  const nr = load<i32>(ctx + GCM_CTX_NR);
+  for (let j: usize = 0; j < 16; j++) {
+    const dj = d + j * GCMD_SIZE;
+    const text = <usize>load<u32>(dj + GCMD_TEXT);
+    const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
+    const iv = nonceBlock(<usize>load<u32>(dj + GCMD_NONCE));
+    const first = n < 112 ? n : 112;
+    v128.store(scratch + GCM_SC_EJ0 + (j << 4), ctr8(rk, nr, iv, 1, text, first, 1));
+    ctrRest(rk, nr, iv, 9, text, first, n);
+  }
+  ghash16Group(ctx, d, rounds, scratch);
+  for (let j: usize = 0; j < 16; j++) {
+    const dj = d + j * GCMD_SIZE;
+    const tag = v128.xor(v128.load(scratch + GCM_SC_ROWS + (j << 4)), v128.load(scratch + GCM_SC_EJ0 + (j << 4)));
+    storeTag(<usize>load<u32>(dj + GCMD_TAG), tag, load<u32>(dj + GCMD_TAG_LEN));
+    store<u32>(dj + GCMD_STATUS, GCM_OK);
+  }
+}
+
+function open16(ctx: usize, d: usize, rounds: u32, scratch: usize): u32 {
+  const rk = ctx + GCM_CTX_RK;
+  const nr = load<i32>(ctx + GCM_CTX_NR);
+  ghash16Group(ctx, d, rounds, scratch);
+  let failed: u32 = 0;
+  for (let j: usize = 0; j < 16; j++) {
+    const dj = d + j * GCMD_SIZE;
+    const st = openTail(rk, nr, dj, v128.load(scratch + GCM_SC_ROWS + (j << 4)));
+    store<u32>(dj + GCMD_STATUS, st);
     if (st != GCM_OK) failed++;
   }
   return failed;
@@ -140,33 +280,39 @@ function seal1(ctx: usize, d: usize): u32 {
   let y = ghash_update(hk, i64x2.splat(0), aad, aadLen);
   y = ghash_update(hk, y, text, n);
   y = ghash_lengths(hk, y, aadLen, n);
-  const tag = v128.xor(y, ej0);
-  const tp = <usize>load<u32>(d + GCMD_TAG);
-  store<u64>(tp, i64x2.extract_lane(tag, 0));
-  if (tagLen == 16) store<u64>(tp, i64x2.extract_lane(tag, 1), 8);
-  else if (tagLen == 12) store<u32>(tp, i32x4.extract_lane(tag, 2), 8);
+  storeTag(<usize>load<u32>(d + GCMD_TAG), v128.xor(y, ej0), tagLen);
   return GCM_OK;
 }
 
+@inline function storeTag(tp: usize, tag: v128, tagLen: u32): void {
+  store<u64>(tp, i64x2.extract_lane(tag, 0));
+  if (tagLen == 16) store<u64>(tp, i64x2.extract_lane(tag, 1), 8);
+  else if (tagLen == 12) store<u32>(tp, i32x4.extract_lane(tag, 2), 8);
+}
+
 function open1(ctx: usize, d: usize): u32 {
-  const tagLen = load<u32>(d + GCMD_TAG_LEN);
-  if (!validTagLen(tagLen)) return GCM_ERR_TAG_LEN;
-  const rk = ctx + GCM_CTX_RK;
+  if (!validTagLen(load<u32>(d + GCMD_TAG_LEN))) return GCM_ERR_TAG_LEN;
   const hk = ctx + GCM_CTX_H;
-  const nr = load<i32>(ctx + GCM_CTX_NR);
+  const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
+  const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
+  let y = ghash_update(hk, i64x2.splat(0), <usize>load<u32>(d + GCMD_AAD), aadLen);
+  y = ghash_update(hk, y, <usize>load<u32>(d + GCMD_TEXT), n);
+  y = ghash_lengths(hk, y, aadLen, n);
+  return openTail(ctx + GCM_CTX_RK, load<i32>(ctx + GCM_CTX_NR), d, y);
+}
+
+/**
+ * Given the GHASH `y` of message d: decrypts its first 112 bytes (the AES call that also yields
+ * E(K, J0)), checks the tag in constant time, and either zeroes the text (GCM_ERR_AUTH) or
+ * decrypts the rest.
+ */
+function openTail(rk: usize, nr: i32, d: usize, y: v128): u32 {
+  const tagLen = load<u32>(d + GCMD_TAG_LEN);
   const text = <usize>load<u32>(d + GCMD_TEXT);
   const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
-  const aad = <usize>load<u32>(d + GCMD_AAD);
-  const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
   const iv = nonceBlock(<usize>load<u32>(d + GCMD_NONCE));
-
-  let y = ghash_update(hk, i64x2.splat(0), aad, aadLen);
-  y = ghash_update(hk, y, text, n);
-  y = ghash_lengths(hk, y, aadLen, n);
-
   const first = n < 112 ? n : 112;
-  const ej0 = ctr8(rk, nr, iv, 1, text, first, 1);
-  const tag = v128.xor(y, ej0);
+  const tag = v128.xor(y, ctr8(rk, nr, iv, 1, text, first, 1));
   const tp = <usize>load<u32>(d + GCMD_TAG);
   // Constant-time comparison: accumulate differences, branch only on the overall result.
   let diff = i64x2.extract_lane(tag, 0) ^ load<u64>(tp);

@@ -9,7 +9,7 @@
 //
 // Several keys live at once (rotation: the old key opens late packets while the new one seals);
 // `wipe()` zeroes a retired key's context. Memory is never freed (see assembly/mem.ts), so a wiped
-// context is dead weight of 3 KiB: rotate keys, do not create one per packet.
+// context is dead weight of 11 KiB: rotate keys, do not create one per packet.
 import {
   GCM_CTX_KEY,
   GCM_CTX_NR,
@@ -19,6 +19,7 @@ import {
   GCM_ERR_TAG_LEN,
   GCM_NONCE_LEN,
   GCM_OK,
+  GCM_SCRATCH_SIZE,
   GCMD_AAD,
   GCMD_AAD_LEN,
   GCMD_NONCE,
@@ -39,8 +40,8 @@ export type GcmTagLength = 16 | 12 | 8;
 export interface GcmExports {
   gcm_init(ctx: number, keyLen: number): number;
   gcm_wipe(ctx: number, size: number): void;
-  gcm_seal_batch(ctx: number, descs: number, n: number): number;
-  gcm_open_batch(ctx: number, descs: number, n: number): number;
+  gcm_seal_batch(ctx: number, descs: number, n: number, scratch: number): number;
+  gcm_open_batch(ctx: number, descs: number, n: number, scratch: number): number;
 }
 
 /** Largest message `seal`/`open` accept (the batch path is bounded only by u32 lengths). */
@@ -48,6 +49,21 @@ export const GCM_MAX_MESSAGE = 64 * 1024 * 1024;
 
 export function gcmExports(c: WasmCore): GcmExports {
   return c.exports as unknown as GcmExports;
+}
+
+const scratches = new WeakMap<WasmCore, number>();
+
+/**
+ * This thread's scratch region for batch calls on `c` (GCM_SCRATCH_SIZE bytes, allocated once).
+ * Scratch is per thread: the pool hands each task its own region instead.
+ */
+export function threadScratch(c: WasmCore): number {
+  let p = scratches.get(c);
+  if (p === undefined) {
+    p = c.alloc(GCM_SCRATCH_SIZE);
+    scratches.set(c, p);
+  }
+  return p;
 }
 
 export class GcmKey {
@@ -141,8 +157,11 @@ export function checkBatch(key: GcmKey, descs: number, n: number): void {
 function runBatch(op: 'seal' | 'open', key: GcmKey, descs: number, n: number): number {
   checkBatch(key, descs, n);
   const ex = gcmExports(key.core);
+  const scratch = threadScratch(key.core);
   try {
-    return op === 'seal' ? ex.gcm_seal_batch(key.ctx, descs, n) : ex.gcm_open_batch(key.ctx, descs, n);
+    return op === 'seal'
+      ? ex.gcm_seal_batch(key.ctx, descs, n, scratch)
+      : ex.gcm_open_batch(key.ctx, descs, n, scratch);
   } catch (cause) {
     throw new VxError('ERR_OUT_OF_BOUNDS', `a GCM descriptor points outside WASM memory`, { cause });
   }
@@ -233,8 +252,9 @@ function one(
     tagLen: tagLength,
   });
   const ex = gcmExports(c);
-  if (op === 'seal') ex.gcm_seal_batch(key.ctx, descs, 1);
-  else ex.gcm_open_batch(key.ctx, descs, 1);
+  const scratch = threadScratch(c);
+  if (op === 'seal') ex.gcm_seal_batch(key.ctx, descs, 1, scratch);
+  else ex.gcm_open_batch(key.ctx, descs, 1, scratch);
   return { status: gcmStatus(c.dv(), descs, 0), text: textPtr, tag: tagPtr };
 }
 

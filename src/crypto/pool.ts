@@ -3,8 +3,9 @@
 // A worker round trip costs about 90 us (FACTS.md), mostly waking a thread, so the pool only pays
 // it for big batches: a batch is cut into at most `threads` contiguous slices of at least
 // `minTaskBytes` text bytes each, one task per slice; a batch smaller than one slice runs inline on
-// the calling thread (a resolved promise, no round trip). Tasks are {op, ctx, descs, n}: a key
-// context and a slice of a descriptor array, never packet bytes; each worker instantiated the
+// the calling thread (a resolved promise, no round trip). Tasks are {op, ctx, descs, n, scratch}:
+// a key context, a slice of a descriptor array and a scratch region lent by the main thread for
+// the task's duration (so no two running tasks share one), never packet bytes; each worker instantiated the
 // module on the shared memory once, at start (workerData). Results (per-descriptor statuses) are in
 // shared memory when the promise resolves.
 //
@@ -13,7 +14,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { GCMD_SIZE, GCMD_TEXT_LEN } from '../../assembly/constants.js';
+import { GCM_SCRATCH_SIZE, GCMD_SIZE, GCMD_TEXT_LEN } from '../../assembly/constants.js';
 import { VxError } from '../errors.js';
 import { core, type WasmCore } from '../wasm/module.js';
 import { checkBatch, type GcmKey, openBatch, sealBatch } from './gcm.js';
@@ -41,6 +42,8 @@ export class GcmPool {
   readonly minTaskBytes: number;
   readonly core: WasmCore;
   #piscina: Piscina<GcmTask, number> | undefined;
+  /** Scratch regions not lent to a running task (grows to the most tasks ever in flight). */
+  #freeScratch: number[] = [];
 
   constructor(opts: GcmPoolOptions = {}) {
     const threads = opts.threads ?? availableParallelism();
@@ -92,9 +95,14 @@ export class GcmPool {
     const slices = this.#slice(descs, n);
     if (slices.length <= 1) return op === 'seal' ? sealBatch(key, descs, n) : openBatch(key, descs, n);
     const results = await Promise.all(
-      slices.map(([start, count]) =>
-        piscina.run({ op, ctx: key.ctx, descs: descs + start * GCMD_SIZE, n: count }),
-      ),
+      slices.map(async ([start, count]) => {
+        const scratch = this.#freeScratch.pop() ?? this.core.alloc(GCM_SCRATCH_SIZE);
+        try {
+          return await piscina.run({ op, ctx: key.ctx, descs: descs + start * GCMD_SIZE, n: count, scratch });
+        } finally {
+          this.#freeScratch.push(scratch);
+        }
+      }),
     );
     return results.reduce((a, b) => a + b, 0);
   }
