@@ -43,7 +43,7 @@ import { PacketBatch } from '../src/io/batch.js';
 import { EventLoopDriver, type Pump } from '../src/io/poller.js';
 import { RawSender } from '../src/io/raw.js';
 import { writeSockaddr } from '../src/io/sockaddr.js';
-import { TapDevice } from '../src/io/tap.js';
+import { TapDevice, TSO_MAX_FRAME } from '../src/io/tap.js';
 import { UdpBind } from '../src/io/udp.js';
 import { IoWorker } from '../src/io/worker.js';
 import { core } from '../src/wasm/module.js';
@@ -204,7 +204,7 @@ interface Side {
 }
 
 function makeSides(vnetHdr: boolean): Side[] {
-  const frameCapacity = vnetHdr ? 65536 : 2048;
+  const frameCapacity = vnetHdr ? TSO_MAX_FRAME : 2048;
   const sides = NS.map((ns, i) => {
     const tap = TapDevice.open({ name: `vxb${sfx}${i}`, vnetHdr });
     sh('ip', 'link', 'set', 'dev', tap.name, 'netns', ns);

@@ -159,6 +159,16 @@ test('bad options are refused with stable codes', { skip: !root }, () => {
   } finally {
     tap.close();
   }
+  const tso = TapDevice.open({ vnetHdr: true });
+  try {
+    assert.throws(() => tso.readBatch(new PacketBatch({ capacity: 1, frameCapacity: 2048 })), {
+      code: 'ERR_INVALID_ARG',
+      message: /frameCapacity >= 65550/,
+    });
+    assert.equal(tso.readBatch(new PacketBatch({ capacity: 1, frameCapacity: 65550 })), 0);
+  } finally {
+    tso.close();
+  }
 });
 
 test('an ARP request written in a batch is answered by the namespace, read back by readBatch', {
@@ -220,7 +230,7 @@ test('IFF_VNET_HDR: a partial-checksum frame is completed by the kernel, replies
     // The listener answers; a UDP send through a TAP with TUN_F_CSUM leaves the checksum partial.
     const pong = await readUntil(
       tap,
-      new PacketBatch({ capacity: 8 }),
+      new PacketBatch({ capacity: 8, frameCapacity: 65550 }),
       (x) => x[23] === 17 && x[37] === 0x40,
     );
     const h = new DataView(pong.hdr.buffer);

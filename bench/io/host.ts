@@ -12,7 +12,7 @@
 // bytes. The receiver has UDP_GRO: one recvmmsg slot holds up to 64 KB of same-size datagrams,
 // which `coalesce` turns back into one TSO frame (payloads moved together, one TAP write).
 // This is the work the WASM pipeline has to do around VXLAN; the JS here only measures the I/O.
-// VXDBG=1 prints counters to stderr once a second.
+// VXDBG=1 prints counters to stderr once a second; VXPROF=<s> exits after s seconds (for --cpu-prof).
 import {
   DESC_AUX,
   DESC_LEN,
@@ -30,7 +30,7 @@ import { PacketBatch } from '../../src/io/batch.js';
 import { memBase, sys } from '../../src/io/libc.js';
 import { type Pump, runBlocking, Waker } from '../../src/io/poller.js';
 import { writeSockaddr } from '../../src/io/sockaddr.js';
-import { TapDevice } from '../../src/io/tap.js';
+import { TapDevice, TSO_MAX_FRAME } from '../../src/io/tap.js';
 import { UdpBind } from '../../src/io/udp.js';
 import { core } from '../../src/wasm/module.js';
 
@@ -49,7 +49,7 @@ execFileSync('ip', ['addr', 'add', cfg.tapIp, 'dev', tap.name]);
 const udp = UdpBind.open({ address: cfg.local, port: 4789, gro: tso, rcvbuf: 8 << 20, sndbuf: 8 << 20 });
 const peer = c.alloc(32);
 writeSockaddr(c.u8(), peer, cfg.peer, 4789);
-const frameCapacity = tso ? 65536 : 2048;
+const frameCapacity = tso ? TSO_MAX_FRAME : 2048;
 const fromTap = new PacketBatch({ capacity: tso ? 16 : 64, frameCapacity });
 const fromUdp = new PacketBatch({ capacity: tso ? 16 : 64, frameCapacity });
 for (let i = 0; i < fromTap.capacity; i++) c.dv().setUint32(fromTap.desc(i) + 16, peer, true);
@@ -206,7 +206,9 @@ function coalesce(ptr: number, len: number, seg: number): boolean {
 }
 
 const dbg = { co: 0, w: 0, werr: 0, rx: 0, sendErr: 0, segs: 0, whole: 0, t: Date.now() };
+const exitAt = process.env.VXPROF ? Date.now() + Number(process.env.VXPROF) * 1000 : 0;
 function debug(): void {
+  if (exitAt && Date.now() > exitAt) process.exit(0); // lets --cpu-prof write its profile
   if (process.env.VXDBG && Date.now() - dbg.t > 1000) {
     dbg.t = Date.now();
     process.stderr.write(`${cfg.local} ${JSON.stringify(dbg)}\n`);

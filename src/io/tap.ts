@@ -29,6 +29,8 @@ export const TUN_F_CSUM = 0x01;
 export const TUN_F_TSO4 = 0x02;
 export const TUN_F_TSO6 = 0x04;
 export const TUN_F_TSO_ECN = 0x08;
+/** A TSO frame: up to 64 KB of IP packet plus the Ethernet (and a VLAN) header. */
+export const TSO_MAX_FRAME = 65550;
 /** The offloads a vnet-hdr TAP asks for by default: partial checksums and TCP segmentation. */
 export const TUN_F_DEFAULT = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
 
@@ -61,19 +63,24 @@ export interface TapHandle {
   name: string;
   fd: number;
   vnetHdr: boolean;
+  tso?: boolean;
 }
 
 export class TapDevice implements TapSeam {
   readonly name: string;
   readonly fd: number;
   readonly vnetHdr: boolean;
+  /** Largest frame a read can return: 65550 with TSO offload on, else MTU-sized (checked per batch). */
+  readonly maxFrame: number;
+  private checked: PacketBatch | undefined;
   readonly stats: TapStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txErrors: 0 };
   readonly memory: WebAssembly.Memory;
   private closed = false;
   private readonly base: number;
   private readonly view: MemView;
 
-  private constructor(name: string, fd: number, vnetHdr: boolean, memory: WebAssembly.Memory) {
+  private constructor(name: string, fd: number, vnetHdr: boolean, memory: WebAssembly.Memory, tso = false) {
+    this.maxFrame = tso ? TSO_MAX_FRAME : 0;
     this.name = name;
     this.fd = fd;
     this.vnetHdr = vnetHdr;
@@ -84,13 +91,13 @@ export class TapDevice implements TapSeam {
 
   /** A worker's TapDevice over the fd the main thread opened; the main thread still closes it. */
   static attach(h: TapHandle, memory: WebAssembly.Memory): TapDevice {
-    const tap = new TapDevice(h.name, h.fd, h.vnetHdr, memory);
+    const tap = new TapDevice(h.name, h.fd, h.vnetHdr, memory, h.tso);
     tap.closed = true; // close() in the worker must not remove the device under the owner
     return tap;
   }
 
   handle(): TapHandle {
-    return { name: this.name, fd: this.fd, vnetHdr: this.vnetHdr };
+    return { name: this.name, fd: this.fd, vnetHdr: this.vnetHdr, tso: this.maxFrame > 0 };
   }
 
   /** Creates (or attaches to a persistent) TAP device and opens it non-blocking. */
@@ -111,13 +118,14 @@ export class TapDevice implements TapSeam {
       if (sys.ioctlPtr(fd, TUNSETIFF, ifr) < 0)
         throw sysError('ERR_TAP_CREATE', `cannot create TAP "${name}"`);
       const actual = ifr.toString('latin1', 0, IFNAMSIZ).replace(/\0.*$/s, '');
-      const tap = new TapDevice(actual, fd, !!opts.vnetHdr, opts.memory ?? core().memory);
+      const off = opts.vnetHdr ? (opts.offload ?? TUN_F_DEFAULT) : 0;
+      const tso = (off & (TUN_F_TSO4 | TUN_F_TSO6)) !== 0;
+      const tap = new TapDevice(actual, fd, !!opts.vnetHdr, opts.memory ?? core().memory, tso);
       if (opts.vnetHdr) {
         const sz = Buffer.alloc(4);
         sz.writeInt32LE(VNET_HDR_LEN);
         if (sys.ioctlPtr(fd, TUNSETVNETHDRSZ, sz) < 0)
           throw sysError('ERR_TAP_CREATE', `TUNSETVNETHDRSZ on "${actual}"`);
-        const off = opts.offload ?? TUN_F_DEFAULT;
         if (sys.ioctlInt(fd, TUNSETOFFLOAD, off) < 0)
           throw sysError('ERR_TAP_CREATE', `TUNSETOFFLOAD on "${actual}"`);
       }
@@ -153,7 +161,16 @@ export class TapDevice implements TapSeam {
    * nothing was waiting). Never blocks.
    */
   readBatch(batch: PacketBatch, max = batch.capacity): number {
-    if (batch.memory !== this.memory) throw new VxError('ERR_INVALID_ARG', 'batch is in another memory');
+    if (batch !== this.checked) {
+      if (batch.memory !== this.memory) throw new VxError('ERR_INVALID_ARG', 'batch is in another memory');
+      if (batch.frameCapacity < this.maxFrame) {
+        throw new VxError(
+          'ERR_INVALID_ARG',
+          `TAP "${this.name}" has TSO on: batch slots need frameCapacity >= ${this.maxFrame}`,
+        );
+      }
+      this.checked = batch;
+    }
     const base = this.base;
     const u32 = this.view.u32();
     const hdr = this.vnetHdr ? VNET_HDR_LEN : 0;
