@@ -24,6 +24,15 @@ import {
   DROP_VXLAN_FLAGS,
   DROP_VXLAN_RESERVED,
   HEADROOM,
+  OUTER_F_DF,
+  OUTER_F_UDP_CSUM,
+  OUTER_FLAGS,
+  OUTER_PORT_MAX,
+  OUTER_PORT_MAX_DEFAULT,
+  OUTER_PORT_MIN,
+  OUTER_PORT_MIN_DEFAULT,
+  OUTER_SIZE,
+  OUTER_SRC_IP,
   VERDICT_DROP,
   VERDICT_FLOOD,
   VERDICT_LOCAL,
@@ -33,7 +42,7 @@ import {
 import { PacketBatch } from '../src/io/batch.js';
 import { writeSockaddr } from '../src/io/sockaddr.js';
 import { Datapath, type DatapathOptions, parseMac, readFloodList } from '../src/wasm/datapath.js';
-import { core } from '../src/wasm/module.js';
+import { core, instantiate } from '../src/wasm/module.js';
 import { RefDatapath } from './ref/datapath-ref.js';
 
 function rng(seed: number) {
@@ -486,4 +495,79 @@ test('the event ring is bounded: overflow is counted, not stored', () => {
   assert.equal(dp.drainEvents().length, 8);
   assert.equal(dp.counters().eventsLost, 12);
   assert.equal(dp.counters().global.drops[DROP_L2_MISS], 20);
+});
+
+test('raw underlay: SEND gets outer IPv4 + UDP + VXLAN that scapy parses; FLOOD stays inner', () => {
+  const c = core();
+  const outer = c.alloc(OUTER_SIZE);
+  const dv = c.dv();
+  dv.setUint32(outer + OUTER_SRC_IP, 0x0100000a, true); // 10.0.0.1 in memory (wire) order
+  dv.setUint32(outer + OUTER_FLAGS, OUTER_F_DF | OUTER_F_UDP_CSUM, true);
+  dv.setUint32(outer + OUTER_PORT_MIN, OUTER_PORT_MIN_DEFAULT, true);
+  dv.setUint32(outer + OUTER_PORT_MAX, OUTER_PORT_MAX_DEFAULT, true);
+  const dp = Datapath.create({ maxPeers: 4, maxVnis: 2, fdbCapacity: 16, rawUnderlayOuter: outer });
+  const port = dp.addPort(5000);
+  const peer = dp.addPeer({ address: '10.0.0.2', port: 4789 });
+  const v6 = dp.addPeer({ address: '2001:db8::2' });
+  dp.addFlood(5000, [peer]);
+  dp.addFdb([
+    { vni: 5000, mac: '02:00:00:00:00:02', peer },
+    { vni: 5000, mac: '02:00:00:00:00:06', peer: v6 },
+  ]);
+  const frame = ethFrame('02:00:00:00:00:02', '02:00:00:00:00:01', 60);
+  const t = one(frame, { port });
+  assert.equal(dp.encap(t.batch, 1, 0), 1);
+  assert.equal(t.d(DESC_VERDICT), VERDICT_SEND);
+  assert.equal(t.d(DESC_LEN), 60 + 36);
+  const py = `
+import sys, json
+from scapy.all import IP, UDP, Ether
+from scapy.layers.vxlan import VXLAN
+raw = bytes.fromhex(sys.argv[1])
+p = IP(raw)
+chk = IP(raw); del chk.chksum; del chk[UDP].chksum; chk = IP(bytes(chk))
+print(json.dumps(dict(src=p.src, dst=p.dst, proto=p.proto, flags=int(p.flags), ipok=p.chksum == chk.chksum,
+  udpok=p[UDP].chksum == chk[UDP].chksum, dport=p[UDP].dport, vni=p[VXLAN].vni, vflags=int(p[VXLAN].flags),
+  inner=p[VXLAN].payload.dst)))`;
+  const out = execFileSync('/usr/bin/python3', ['-c', py, Buffer.from(t.bytes()).toString('hex')], {
+    encoding: 'utf8',
+  });
+  assert.deepEqual(JSON.parse(out), {
+    src: '10.0.0.1',
+    dst: '10.0.0.2',
+    proto: 17,
+    flags: 2,
+    ipok: true,
+    udpok: true,
+    dport: 4789,
+    vni: 5000,
+    vflags: 8,
+    inner: '02:00:00:00:00:02',
+  });
+  // An IPv6 peer cannot be reached over the raw IPv4 underlay.
+  const t6 = one(ethFrame('02:00:00:00:00:06', '02:00:00:00:00:01'), { port });
+  dp.encap(t6.batch, 1, 0);
+  assert.deepEqual([t6.d(DESC_VERDICT), t6.d(DESC_ARG)], [VERDICT_DROP, DROP_UNKNOWN_PEER]);
+  // Broadcast: each copy needs its own outer header, so the frame is left as it was.
+  const bc = ethFrame('ff:ff:ff:ff:ff:ff', '02:00:00:00:00:01');
+  const tb = one(bc, { port });
+  dp.encap(tb.batch, 1, 0);
+  assert.equal(tb.d(DESC_VERDICT), VERDICT_FLOOD);
+  assert.deepEqual(tb.bytes(), bc);
+});
+
+test('all state is reached through ctx: a second instance on the same memory runs the same datapath', () => {
+  const dp = Datapath.create({ maxPeers: 4, maxVnis: 2, fdbCapacity: 16 });
+  const port = dp.addPort(77);
+  const peer = dp.addPeer({ address: '192.0.2.9' });
+  dp.addFdb([{ vni: 77, mac: '02:00:00:00:00:09', peer }]);
+  const other = instantiate(core().memory); // what a worker thread does
+  const encap = other.exports.dp_encap as (ctx: number, descs: number, n: number, now: number) => number;
+  const t = one(ethFrame('02:00:00:00:00:09', '02:00:00:00:00:01'), { port });
+  assert.equal(encap(dp.ctx, t.batch.descs, 1, 0), 1);
+  assert.deepEqual(
+    [t.d(DESC_VERDICT), t.d(DESC_ARG), t.d(DESC_ADDR)],
+    [VERDICT_SEND, peer, dp.peerSockaddr(peer)],
+  );
+  assert.equal(dp.counters().peers.get(peer)!.txPackets, 1, 'counters written through ctx');
 });
