@@ -1,0 +1,166 @@
+// `vxnet daemon`: one per host. Opens the store, reconciles the kernel with it, then serves the
+// API on a Unix socket until SIGTERM.
+//
+// Owns: startup order and shutdown. Startup: state dir and host id -> store -> VXLAN ports ->
+// underlay MTU -> reconcile (before the socket exists, so no request sees a half-recovered
+// host) -> socket (mode 0600: the API can create namespaces, so only root may talk to it).
+// Shutdown: stop accepting, let queued mutations finish, close the ports and the store, remove the
+// socket. Kernel state stays: containers keep running and a restart adopts them.
+// The store and the ports are injected (`store`, `ports`): issue 6's `--cluster-store etcd://`
+// swaps only the Store, and the lead's TAP datapath replaces `KernelVxlanPorts`.
+//
+// Running inside a simulated host: `nsenter --net=/run/netns/HOST vxnet daemon ...`. Only the
+// network namespace changes, so the namespaces the daemon creates are mounted in the machine's
+// /run/netns where tests and other daemons see them (`ip netns exec` would give it a private mount
+// namespace). Names carry the host id, so daemons of several simulated hosts never collide.
+
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+import { type Logger, pino } from 'pino';
+import { VxError } from '../errors.js';
+import { detectUnderlayMtu } from '../kernel/link.js';
+import { openEmbeddedStore } from '../store/embedded.js';
+import type { Store } from '../store/store.js';
+import { createApi } from './api.js';
+import { Engine } from './engine.js';
+import { KernelVxlanPorts } from './kernel-vxlan.js';
+import { GATEWAY_IP, GATEWAY_SUBNET } from './plumbing.js';
+import type { OverlayPorts } from './ports.js';
+import { type ReconcileReport, reconcile } from './reconcile.js';
+
+export const DEFAULT_SOCKET = '/run/vxnet/vxnet.sock';
+export const DEFAULT_STATE_DIR = '/var/lib/vxnet';
+
+/** VXLAN port implementations by `--vxlan-port` name; the lead registers the TAP datapath here. */
+export const PORT_KINDS: Record<string, () => OverlayPorts> = {
+  kernel: () => new KernelVxlanPorts(),
+};
+
+export interface DaemonOptions {
+  stateDir?: string;
+  socket?: string;
+  /** Stable id of this host (default: made once and kept in the state dir). */
+  hostId?: string;
+  /** The cluster store (default: the embedded store in `<stateDir>/store`). */
+  store?: Store;
+  storeKind?: string;
+  ports?: OverlayPorts;
+  log?: Logger;
+  logLevel?: string;
+  /** Seconds between liveness checks of adopted container processes (default 1). */
+  pollSeconds?: number;
+}
+
+export interface RunningDaemon {
+  engine: Engine;
+  socket: string;
+  reconciled: ReconcileReport;
+  close(): Promise<void>;
+}
+
+const HOST_ID = /^[a-z0-9]{1,16}$/;
+
+/** The host id: given (and then kept for later starts), else the one kept in the state dir, else new. */
+function hostIdOf(stateDir: string, given?: string): string {
+  if (given !== undefined && !HOST_ID.test(given))
+    throw new VxError('ERR_BAD_NAME', `--host-id "${given}" must be 1-16 of [a-z0-9]`);
+  const file = join(stateDir, 'host-id');
+  if (given === undefined && existsSync(file)) {
+    const id = readFileSync(file, 'utf8').trim();
+    if (HOST_ID.test(id)) return id;
+  }
+  const id = given ?? randomBytes(4).toString('hex');
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
+}
+
+/** Fails with ERR_DAEMON_RUNNING when a daemon answers on `path`; removes a dead socket file. */
+async function claimSocket(path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  if (!existsSync(path)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (alive) throw new VxError('ERR_DAEMON_RUNNING', `a daemon already listens on ${path}`);
+  unlinkSync(path);
+}
+
+export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon> {
+  const stateDir = o.stateDir ?? DEFAULT_STATE_DIR;
+  const socket = o.socket ?? DEFAULT_SOCKET;
+  mkdirSync(join(stateDir, 'containers'), { recursive: true, mode: 0o700 });
+  const hostId = hostIdOf(stateDir, o.hostId);
+  const log = (o.log ?? pino({ level: o.logLevel ?? 'info' })).child({ host: hostId });
+  const store = o.store ?? (await openEmbeddedStore({ dir: join(stateDir, 'store') }));
+  const ports = o.ports ?? PORT_KINDS.kernel!();
+  const mtu = await detectUnderlayMtu();
+  log.info({ stateDir, socket, ports: ports.kind, underlayMtu: mtu.underlay, via: mtu.device }, 'starting');
+  const engine = new Engine({ store, ports, hostId, stateDir, log, overlayMtu: mtu.overlay });
+  if (!(await engine.gwIpam.getSubnet(GATEWAY_SUBNET)))
+    await engine.gwIpam.requestSubnet({
+      owner: 'gateway-bridge',
+      subnet: GATEWAY_SUBNET,
+      gateway: GATEWAY_IP,
+    });
+  const reconciled = await engine.serial(() => reconcile(engine));
+  await claimSocket(socket);
+  const api = createApi({
+    engine,
+    storeKind: o.store ? (o.storeKind ?? 'custom') : 'embedded',
+    underlayMtu: mtu.underlay,
+  });
+  const server = createServer(api);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socket, resolve);
+  });
+  chmodSync(socket, 0o600);
+  const poll = setInterval(
+    () => {
+      engine.pollAdopted().catch((e) => log.error({ err: e }, 'liveness poll failed'));
+    },
+    (o.pollSeconds ?? 1) * 1000,
+  );
+  poll.unref();
+  log.info({ socket, reconciled }, 'listening');
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= shutdown({ server, poll, engine, ports, store, socket, log });
+    return closing;
+  };
+  return { engine, socket, reconciled, close };
+}
+
+async function shutdown(x: {
+  server: Server;
+  poll: NodeJS.Timeout;
+  engine: Engine;
+  ports: OverlayPorts;
+  store: Store;
+  socket: string;
+  log: Logger;
+}): Promise<void> {
+  x.log.info('shutting down');
+  clearInterval(x.poll);
+  const closed = new Promise<void>((resolve) => x.server.close(() => resolve()));
+  x.server.closeIdleConnections();
+  await x.engine.drain();
+  x.server.closeAllConnections();
+  await closed;
+  await x.ports.close();
+  await x.store.close();
+  try {
+    unlinkSync(x.socket);
+  } catch {
+    // Already gone.
+  }
+  x.log.info('stopped');
+}

@@ -1,0 +1,738 @@
+// The lifecycle of networks and containers on this host: the daemon's core, below the HTTP API.
+//
+// Owns: turning requests into store transactions and kernel plumbing, in an order that a
+// `kill -9` at any instant leaves recoverable (reconcile.ts finishes or undoes it on start):
+//   create: validate -> one transaction (records + IPAM + VNI, all or nothing) -> plumbing ->
+//           state update. A record in state 'creating' is never acknowledged, so reconcile removes it.
+//   remove: state 'removing' -> kernel objects -> records deleted -> addresses released (an
+//           address whose owner record is gone is swept on start).
+// Every mutation runs through one serialised queue (`serial`): one host's daemon changes its
+// kernel state one request at a time, which keeps "first endpoint builds the sandbox, last one
+// removes it" free of races. Cross-host safety comes from the store's transactions.
+
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { VxError } from '../errors.js';
+import { Ipam } from '../ipam/pool.js';
+import { VniAllocator } from '../ipam/vni.js';
+import { checkMtu } from '../kernel/link.js';
+import { deleteNetns, listNetns, netnsExists, netnsPids } from '../kernel/netns.js';
+import { type Plan, type Store, transact } from '../store/store.js';
+import { GATEWAY_SUBNET, gatewayHostIf, Plumbing } from './plumbing.js';
+import type { OverlayPorts } from './ports.js';
+import { isAlive, killProcess, spawnInContainer } from './procs.js';
+import {
+  CONTAINERS,
+  type ContainerRecord,
+  containerKey,
+  type EndpointRecord,
+  endpointKey,
+  endpointsOf,
+  hostPrefix,
+  IPAM_PREFIX,
+  NETWORKS,
+  type NetworkRecord,
+  networkKey,
+  VNI_PREFIX,
+} from './records.js';
+
+export interface EngineOptions {
+  store: Store;
+  ports: OverlayPorts;
+  hostId: string;
+  stateDir: string;
+  log: Logger;
+  /** The overlay MTU when a network has no mtu option: the detected underlay MTU - 50. */
+  overlayMtu: number;
+}
+
+export interface NetworkSpec {
+  name: string;
+  subnet?: string;
+  gateway?: string;
+  ipRange?: string;
+  internal?: boolean;
+  attachable?: boolean;
+  encrypted?: boolean;
+  mtu?: number;
+  vni?: number;
+  labels?: Record<string, string>;
+  options?: Record<string, string>;
+}
+
+export interface JoinSpec {
+  ip?: string;
+  aliases?: string[];
+}
+
+export interface RunSpec extends JoinSpec {
+  name: string;
+  network: string;
+  cmd: string[];
+}
+
+export interface ConnectSpec extends JoinSpec {
+  network: string;
+  /** A container's name, or (with `netns` absent) the name of a namespace made elsewhere. */
+  container: string;
+  /** Attach this namespace (made elsewhere) as a new container named `container`. */
+  netns?: string;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export function checkName(name: unknown, what: string): string {
+  if (typeof name !== 'string' || !NAME.test(name)) {
+    throw new VxError(
+      'ERR_BAD_NAME',
+      `${what} "${String(name)}" must be 1-64 of [A-Za-z0-9_.-], starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+const newId = () => randomBytes(32).toString('hex');
+
+/** Crash-test hook: VXNET_CRASH_AT=<point> makes the daemon kill -9 itself there. */
+function crashPoint(point: string): void {
+  if (process.env.VXNET_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+}
+
+export class Engine {
+  readonly store: Store;
+  readonly ports: OverlayPorts;
+  readonly hostId: string;
+  readonly stateDir: string;
+  readonly log: Logger;
+  readonly overlayMtu: number;
+  readonly ipam: Ipam;
+  readonly gwIpam: Ipam;
+  readonly vnis: VniAllocator;
+  readonly plumbing: Plumbing;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly waiters = new Map<string, Set<(code: number | null) => void>>();
+
+  constructor(o: EngineOptions) {
+    this.store = o.store;
+    this.ports = o.ports;
+    this.hostId = o.hostId;
+    this.stateDir = o.stateDir;
+    this.log = o.log;
+    this.overlayMtu = o.overlayMtu;
+    this.ipam = new Ipam({ store: o.store, prefix: IPAM_PREFIX });
+    this.gwIpam = new Ipam({
+      store: o.store,
+      prefix: `${hostPrefix(o.hostId)}gw/`,
+      defaultPool: GATEWAY_SUBNET,
+      defaultPrefix: 16,
+    });
+    this.vnis = new VniAllocator({ store: o.store, prefix: VNI_PREFIX });
+    this.plumbing = new Plumbing({ hostId: o.hostId, ports: o.ports });
+  }
+
+  /** Runs `fn` after every mutation queued before it. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves once every queued mutation has finished (shutdown). */
+  async drain(): Promise<void> {
+    await this.serial(async () => undefined);
+  }
+
+  mtuOf(net: NetworkRecord): number {
+    return net.mtu ?? this.overlayMtu;
+  }
+
+  // --- networks -------------------------------------------------------------------------------
+
+  async listNetworks(): Promise<NetworkRecord[]> {
+    const { kvs } = await this.store.list(NETWORKS);
+    return kvs
+      .map((kv) => JSON.parse(kv.value) as NetworkRecord)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** By name, full id, or unique id prefix (as docker). */
+  async findNetwork(ref: string): Promise<NetworkRecord> {
+    if (typeof ref !== 'string' || ref === '')
+      throw new VxError('ERR_NETWORK_NOT_FOUND', 'network name is empty');
+    const all = await this.listNetworks();
+    const byName = all.find((n) => n.name === ref);
+    if (byName) return byName;
+    const byId = all.filter((n) => n.id.startsWith(ref));
+    if (byId.length === 1) return byId[0]!;
+    if (byId.length > 1)
+      throw new VxError(
+        'ERR_NETWORK_AMBIGUOUS',
+        `network id prefix "${ref}" matches ${byId.length} networks`,
+      );
+    throw new VxError('ERR_NETWORK_NOT_FOUND', `network "${ref}" not found`);
+  }
+
+  createNetwork(spec: NetworkSpec): Promise<NetworkRecord> {
+    checkName(spec.name, 'network name');
+    if (spec.mtu !== undefined) checkMtu(spec.mtu);
+    const id = newId();
+    return this.serial(() =>
+      transact(
+        this.store,
+        async () => {
+          const key = networkKey(spec.name);
+          if (await this.store.get(key))
+            throw new VxError('ERR_NAME_IN_USE', `network "${spec.name}" already exists`);
+          const sp = await this.ipam.planSubnet({
+            owner: id,
+            subnet: spec.subnet,
+            gateway: spec.gateway,
+            ipRange: spec.ipRange,
+          });
+          const vp = await this.vnis.plan({ owner: id, vni: spec.vni });
+          const rec: NetworkRecord = {
+            id,
+            name: spec.name,
+            driver: 'overlay',
+            vni: vp.value,
+            subnet: sp.value.subnet,
+            gateway: sp.value.gateway,
+            internal: spec.internal ?? false,
+            attachable: spec.attachable ?? false,
+            encrypted: spec.encrypted ?? false,
+            labels: spec.labels ?? {},
+            options: spec.options ?? {},
+            created: new Date().toISOString(),
+            state: 'active',
+          };
+          if (sp.value.ipRange) rec.ipRange = sp.value.ipRange;
+          if (spec.mtu !== undefined) rec.mtu = spec.mtu;
+          return {
+            value: rec,
+            compare: [...sp.compare, ...vp.compare, { key, absent: true as const }],
+            success: [
+              ...sp.success,
+              ...vp.success,
+              { type: 'put' as const, key, value: JSON.stringify(rec) },
+            ],
+          };
+        },
+        { what: `create network "${spec.name}"` },
+      ).then((rec) => {
+        this.log.info({ network: rec.name, id: rec.id, vni: rec.vni, subnet: rec.subnet }, 'network created');
+        return rec;
+      }),
+    );
+  }
+
+  async endpointsOf(networkId: string): Promise<EndpointRecord[]> {
+    const { kvs } = await this.store.list(endpointsOf(networkId));
+    return kvs.map((kv) => JSON.parse(kv.value) as EndpointRecord);
+  }
+
+  /** Refused while any host has an endpoint on it (ERR_NETWORK_IN_USE). */
+  removeNetwork(ref: string): Promise<void> {
+    return this.serial(async () => {
+      const net = await this.findNetwork(ref);
+      const key = networkKey(net.name);
+      const kv = await this.store.get(key);
+      if (!kv) throw new VxError('ERR_NETWORK_NOT_FOUND', `network "${ref}" not found`);
+      // Marking it bumps its revision, so an endpoint create that read it before fails its compare.
+      const marked = { ...net, state: 'deleting' };
+      const r = await this.store.txn({
+        compare: [{ key, modRevision: kv.modRevision }],
+        success: [{ type: 'put', key, value: JSON.stringify(marked) }],
+      });
+      if (!r.succeeded)
+        throw new VxError('ERR_STORE_CONFLICT', `network "${net.name}" changed meanwhile; try again`);
+      const eps = await this.endpointsOf(net.id);
+      if (eps.length > 0) {
+        await this.store.put(key, JSON.stringify({ ...net, state: 'active' }));
+        const names = eps.map((e) => e.container).join(', ');
+        throw new VxError('ERR_NETWORK_IN_USE', `network "${net.name}" has active endpoints (${names})`);
+      }
+      crashPoint('network-rm:marked');
+      await this.finishNetworkRemoval(net);
+      this.log.info({ network: net.name, id: net.id }, 'network removed');
+    });
+  }
+
+  /** Releases a network marked 'deleting' with no endpoints; can run again after a crash. */
+  async finishNetworkRemoval(net: NetworkRecord): Promise<void> {
+    await this.plumbing.removeSandbox(this.plumbing.portRef(net));
+    await this.ipam.releaseSubnet(net.subnet);
+    await this.store.txn({
+      compare: [{ key: `${VNI_PREFIX}${net.vni}`, value: net.id }],
+      success: [{ type: 'delete', key: `${VNI_PREFIX}${net.vni}` }],
+    });
+    const kv = await this.store.get(networkKey(net.name));
+    if (kv && (JSON.parse(kv.value) as NetworkRecord).id === net.id) {
+      await this.store.txn({
+        compare: [{ key: kv.key, modRevision: kv.modRevision }],
+        success: [{ type: 'delete', key: kv.key }],
+      });
+    }
+  }
+
+  // --- containers -----------------------------------------------------------------------------
+
+  async listContainers(options: { allHosts?: boolean } = {}): Promise<ContainerRecord[]> {
+    const { kvs } = await this.store.list(CONTAINERS);
+    return kvs
+      .map((kv) => JSON.parse(kv.value) as ContainerRecord)
+      .filter((c) => options.allHosts || c.host === this.hostId)
+      .sort((a, b) => a.created.localeCompare(b.created));
+  }
+
+  async findContainer(ref: string): Promise<ContainerRecord> {
+    if (typeof ref === 'string' && ref !== '') {
+      const kv = await this.store.get(containerKey(ref));
+      const all = kv
+        ? [JSON.parse(kv.value) as ContainerRecord]
+        : (await this.listContainers()).filter((c) => c.id.startsWith(ref));
+      const ct = all.length === 1 ? all[0]! : undefined;
+      if (ct && ct.host !== this.hostId)
+        throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${ref}" is on another host (${ct.host})`);
+      if (ct) return ct;
+    }
+    throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${ref}" not found`);
+  }
+
+  async containerEndpoints(ct: ContainerRecord): Promise<EndpointRecord[]> {
+    const out: EndpointRecord[] = [];
+    for (const [netId, epId] of Object.entries(ct.endpoints)) {
+      const kv = await this.store.get(endpointKey(netId, epId));
+      if (kv) out.push(JSON.parse(kv.value) as EndpointRecord);
+    }
+    return out;
+  }
+
+  /** `run` part one: records, addresses and plumbing; the container is 'created', not started. */
+  createContainer(spec: RunSpec): Promise<ContainerRecord> {
+    checkName(spec.name, 'container name');
+    checkCmd(spec.cmd);
+    const aliases = checkAliases(spec.aliases);
+    return this.serial(async () => {
+      const net = await this.findNetwork(spec.network);
+      const id = newId();
+      const ct: ContainerRecord = {
+        id,
+        name: spec.name,
+        host: this.hostId,
+        netns: this.plumbing.containerNetns(id),
+        external: false,
+        cmd: spec.cmd,
+        state: 'creating',
+        created: new Date().toISOString(),
+        endpoints: {},
+      };
+      const { ct: made } = await this.join(ct, { isNew: true, net, ip: spec.ip, aliases, ifname: 'eth0' });
+      crashPoint('run:recorded');
+      await this.plumbOrUndo(made, async () => {
+        await this.plumbing.ensureContainerNetns(made);
+        crashPoint('run:netns');
+        await this.plumbContainer(made);
+        crashPoint('run:plumbed');
+      });
+      const created = await this.updateContainer(made.name, (c) => ({ ...c, state: 'created' }));
+      this.log.info({ container: created.name, id: created.id, network: net.name }, 'container created');
+      return created;
+    });
+  }
+
+  /** `run` part two: starts the command inside the container's namespace. */
+  startContainer(ref: string): Promise<ContainerRecord> {
+    return this.serial(async () => {
+      const ct = await this.findContainer(ref);
+      if (ct.state === 'running') return ct;
+      if (ct.external || ct.cmd.length === 0)
+        throw new VxError(
+          'ERR_CONTAINER_STATE',
+          `container "${ct.name}" has no command (attached namespace)`,
+        );
+      const p = await spawnInContainer({ netns: ct.netns, cmd: ct.cmd, logFile: this.logFile(ct) });
+      crashPoint('run:spawned');
+      const running = await this.updateContainer(ct.name, (c) => ({
+        ...c,
+        state: 'running',
+        pid: p.pid,
+        pidStart: p.start,
+        exitCode: undefined,
+      }));
+      p.exited.then((code) => this.onExit(running, code));
+      this.log.info({ container: ct.name, pid: p.pid, cmd: ct.cmd }, 'container started');
+      return running;
+    });
+  }
+
+  logFile(ct: ContainerRecord): string {
+    return join(this.stateDir, 'containers', `${ct.id}.log`);
+  }
+
+  logs(ct: ContainerRecord): string {
+    try {
+      return readFileSync(this.logFile(ct), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Resolves with the exit code once the container is not running (null: exited while the daemon was down). */
+  async wait(ref: string): Promise<number | null> {
+    const ct = await this.findContainer(ref);
+    if (ct.state !== 'running') return ct.exitCode ?? null;
+    return new Promise((resolve) => {
+      const set = this.waiters.get(ct.id) ?? new Set();
+      set.add(resolve);
+      this.waiters.set(ct.id, set);
+    });
+  }
+
+  /** Records an exit (from the child's exit event, or the liveness poll for adopted processes). */
+  onExit(ct: ContainerRecord, code: number | null): Promise<void> {
+    return this.serial(async () => {
+      const kv = await this.store.get(containerKey(ct.name));
+      const cur = kv && (JSON.parse(kv.value) as ContainerRecord);
+      if (cur && cur.id === ct.id && cur.state === 'running' && cur.pid === ct.pid) {
+        await this.updateContainer(ct.name, (c) => ({ ...c, state: 'exited', exitCode: code }));
+        this.log.info({ container: ct.name, exitCode: code }, 'container exited');
+      }
+      for (const w of this.waiters.get(ct.id) ?? []) w(code);
+      this.waiters.delete(ct.id);
+    }).catch((e) => this.log.error({ err: e, container: ct.name }, 'could not record exit'));
+  }
+
+  /** Adopted running containers whose process is gone become 'exited' (exit code unknown). */
+  async pollAdopted(): Promise<void> {
+    for (const ct of await this.listContainers()) {
+      if (ct.state === 'running' && ct.pid !== undefined && !isAlive(ct.pid, ct.pidStart ?? 0, ct.netns))
+        await this.onExit(ct, null);
+    }
+  }
+
+  /** `attach` / `network connect`: a container (or a namespace made elsewhere) joins a network. */
+  connect(spec: ConnectSpec): Promise<EndpointRecord> {
+    const aliases = checkAliases(spec.aliases);
+    return this.serial(async () => {
+      const net = await this.findNetwork(spec.network);
+      let ct: ContainerRecord;
+      let isNew = false;
+      const kv = await this.store.get(containerKey(checkName(spec.container, 'container name')));
+      if (kv) {
+        ct = await this.findContainer(spec.container);
+        if (spec.netns !== undefined && spec.netns !== ct.netns)
+          throw new VxError('ERR_NAME_IN_USE', `container name "${spec.container}" is in use`);
+        if (ct.endpoints[net.id])
+          throw new VxError(
+            'ERR_ENDPOINT_EXISTS',
+            `container "${ct.name}" is already on network "${net.name}"`,
+          );
+      } else {
+        const netns = spec.netns ?? spec.container;
+        if (!netnsExists(netns))
+          throw new VxError('ERR_CONTAINER_NOT_FOUND', `no container or namespace named "${netns}"`);
+        if (this.plumbing.ownsNetns(netns))
+          throw new VxError(
+            'ERR_BAD_NAME',
+            `namespace "${netns}" is vxnet's own; attach its container by name`,
+          );
+        const id = newId();
+        ct = {
+          id,
+          name: spec.container,
+          host: this.hostId,
+          netns,
+          external: true,
+          cmd: [],
+          state: 'creating',
+          created: new Date().toISOString(),
+          endpoints: {},
+        };
+        isNew = true;
+      }
+      const taken = await this.plumbing.linkNames(ct.netns);
+      const ifname = freeIfname(taken, ct.external ? [] : ['eth1']);
+      const { ct: joined, ep } = await this.join(ct, { isNew, net, ip: spec.ip, aliases, ifname, taken });
+      await this.plumbOrUndo(joined, () => this.plumbContainer(joined), isNew ? undefined : ep);
+      if (isNew) await this.updateContainer(joined.name, (c) => ({ ...c, state: 'created' }));
+      this.log.info({ container: joined.name, network: net.name, ip: ep.ip }, 'endpoint attached');
+      return ep;
+    });
+  }
+
+  /** `detach` / `network disconnect`. A namespace made elsewhere is forgotten with its last network. */
+  disconnect(spec: { network: string; container: string }): Promise<void> {
+    return this.serial(async () => {
+      const net = await this.findNetwork(spec.network);
+      const ct = await this.findContainer(spec.container);
+      const epId = ct.endpoints[net.id];
+      if (!epId)
+        throw new VxError('ERR_ENDPOINT_NOT_FOUND', `container "${ct.name}" is not on network "${net.name}"`);
+      if (ct.external && Object.keys(ct.endpoints).length === 1) return this.teardown(ct);
+      const eps = await this.containerEndpoints(ct);
+      const ep = eps.find((e) => e.id === epId)!;
+      await this.plumbing.removeEndpoint(ct, ep);
+      const rest = eps.filter((e) => e.id !== epId);
+      const needsGw = await this.needsGateway(rest);
+      const endpoints = { ...ct.endpoints };
+      delete endpoints[net.id];
+      const kv = (await this.store.get(containerKey(ct.name)))!;
+      const next: ContainerRecord = { ...ct, endpoints, gateway: needsGw ? ct.gateway : undefined };
+      await this.store.txn({
+        compare: [{ key: kv.key, modRevision: kv.modRevision }],
+        success: [
+          { type: 'put', key: kv.key, value: JSON.stringify(next) },
+          { type: 'delete', key: endpointKey(net.id, epId) },
+        ],
+      });
+      await this.ipam.releaseIp(ep.subnet, ep.ip);
+      if (ct.gateway && !needsGw) {
+        await this.plumbing.removeGatewayLink(ct);
+        await this.gwIpam.releaseIp(GATEWAY_SUBNET, ct.gateway.ip);
+      }
+      await this.collect();
+      this.log.info({ container: ct.name, network: net.name }, 'endpoint detached');
+    });
+  }
+
+  /** `rm`: refused while running unless `force`. */
+  removeContainer(ref: string, options: { force?: boolean } = {}): Promise<void> {
+    return this.serial(async () => {
+      const ct = await this.findContainer(ref);
+      if (
+        ct.state === 'running' &&
+        !options.force &&
+        ct.pid !== undefined &&
+        isAlive(ct.pid, ct.pidStart ?? 0, ct.netns)
+      )
+        throw new VxError(
+          'ERR_CONTAINER_RUNNING',
+          `container "${ct.name}" is running; stop it or use --force`,
+        );
+      await this.teardown(ct);
+      this.log.info({ container: ct.name }, 'container removed');
+    });
+  }
+
+  /**
+   * Removes a container completely: processes, kernel objects, records, addresses, and the
+   * network sandboxes and gateway bridge nothing uses any more. Can run again after a crash.
+   */
+  async teardown(ct: ContainerRecord): Promise<void> {
+    const kv = await this.store.get(containerKey(ct.name));
+    if (kv && (JSON.parse(kv.value) as ContainerRecord).id === ct.id && ct.state !== 'removing')
+      await this.store.put(kv.key, JSON.stringify({ ...ct, state: 'removing' }));
+    const eps = await this.containerEndpoints(ct);
+    if (ct.pid !== undefined) killProcess(ct.pid, ct.pidStart ?? 0);
+    if (ct.external) {
+      for (const ep of eps) await this.plumbing.removeEndpoint(ct, ep);
+      await this.plumbing.removeGatewayLink(ct);
+    } else {
+      await this.plumbing.removeGatewayLink(ct);
+      for (const ep of eps) await this.plumbing.removeEndpoint(ct, ep);
+      await deleteNetns(ct.netns, { killProcesses: true });
+    }
+    const ops = Object.entries(ct.endpoints).map(([n, e]) => ({
+      type: 'delete' as const,
+      key: endpointKey(n, e),
+    }));
+    const cur = await this.store.get(containerKey(ct.name));
+    if (cur && (JSON.parse(cur.value) as ContainerRecord).id === ct.id)
+      ops.push({ type: 'delete', key: cur.key });
+    if (ops.length > 0) await this.store.txn({ compare: [], success: ops });
+    for (const ep of eps) await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
+    if (ct.gateway)
+      await this.releaseIfOwner(`${hostPrefix(this.hostId)}gw/`, GATEWAY_SUBNET, ct.gateway.ip, ct.id);
+    await this.collect();
+  }
+
+  /** Frees an address only while `owner` holds it (Ipam's documented key layout). */
+  async releaseIfOwner(prefix: string, subnet: string, ip: string, owner: string): Promise<void> {
+    const key = `${prefix}ips/${subnet.replace('/', '-')}/${ip}`;
+    await this.store.txn({ compare: [{ key, value: owner }], success: [{ type: 'delete', key }] });
+  }
+
+  /** Removes sandboxes of networks with no local endpoint, and the gateway bridge when unused. */
+  async collect(): Promise<void> {
+    const local = await this.listContainers();
+    const inUse = new Set(local.flatMap((c) => Object.keys(c.endpoints)));
+    const namespaces = new Set(await listNetns());
+    for (const net of await this.listNetworks()) {
+      const ref = this.plumbing.portRef(net);
+      if (!inUse.has(net.id) && namespaces.has(ref.sandbox)) await this.plumbing.removeSandbox(ref);
+    }
+    if (!local.some((c) => c.gateway)) await this.plumbing.removeGateway();
+  }
+
+  /** The container's kernel objects, from its records (idempotent). */
+  async plumbContainer(ct: ContainerRecord): Promise<void> {
+    await this.plumbing.ensureContainerNetns(ct);
+    const nets = await this.listNetworks();
+    for (const ep of await this.containerEndpoints(ct)) {
+      const net = nets.find((n) => n.id === ep.networkId);
+      if (!net) throw new VxError('ERR_NETWORK_NOT_FOUND', `network ${ep.network} of "${ct.name}" is gone`);
+      await this.plumbing.ensureEndpoint(ct, ep, net, this.mtuOf(net));
+    }
+    await this.plumbing.ensureGatewayLink(ct);
+  }
+
+  /** Runs plumbing; on failure undoes the container (new) or the one endpoint (existing), then rethrows. */
+  private async plumbOrUndo(ct: ContainerRecord, plumb: () => Promise<void>, ep?: EndpointRecord) {
+    try {
+      await plumb();
+    } catch (e) {
+      this.log.error({ err: e, container: ct.name }, 'plumbing failed; undoing');
+      try {
+        if (ep) {
+          await this.plumbing.removeEndpoint(ct, ep);
+          const prev = await this.findContainer(ct.name);
+          const endpoints = { ...prev.endpoints };
+          delete endpoints[ep.networkId];
+          await this.store.txn({
+            compare: [],
+            success: [
+              { type: 'put', key: containerKey(ct.name), value: JSON.stringify({ ...prev, endpoints }) },
+              { type: 'delete', key: endpointKey(ep.networkId, ep.id) },
+            ],
+          });
+          await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
+          await this.collect();
+        } else await this.teardown(ct);
+      } catch (undo) {
+        this.log.error({ err: undo, container: ct.name }, 'undo failed; reconcile will finish it');
+      }
+      throw e;
+    }
+  }
+
+  private async needsGateway(eps: EndpointRecord[]): Promise<boolean> {
+    const nets = await this.listNetworks();
+    return eps.some((e) => nets.find((n) => n.id === e.networkId)?.internal === false);
+  }
+
+  /**
+   * One transaction: the endpoint record, its address, the container record (new, or updated
+   * with the endpoint), and eth1's gateway address when the container gets its first
+   * non-internal network. Validation (--ip, names) fails before anything is written.
+   */
+  private join(
+    ct: ContainerRecord,
+    o: {
+      isNew: boolean;
+      net: NetworkRecord;
+      ip?: string;
+      aliases: string[];
+      ifname: string;
+      taken?: Set<string>;
+    },
+  ): Promise<{ ct: ContainerRecord; ep: EndpointRecord }> {
+    const epId = newId();
+    const ckey = containerKey(ct.name);
+    const nkey = networkKey(o.net.name);
+    return transact(
+      this.store,
+      async () => {
+        const netKv = await this.store.get(nkey);
+        const cur = netKv && (JSON.parse(netKv.value) as NetworkRecord);
+        if (!cur || cur.id !== o.net.id || cur.state !== 'active')
+          throw new VxError('ERR_NETWORK_NOT_FOUND', `network "${o.net.name}" not found (being removed?)`);
+        const ctKv = await this.store.get(ckey);
+        if (o.isNew && ctKv)
+          throw new VxError('ERR_NAME_IN_USE', `container name "${ct.name}" is already in use`);
+        const base = o.isNew ? ct : (JSON.parse(ctKv!.value) as ContainerRecord);
+        const ipPlan = await this.ipam.planIp(o.net.subnet, { owner: epId, ip: o.ip });
+        let gwPlan: Plan<{ ip: string; address: string }> | undefined;
+        if (!o.net.internal && !base.gateway)
+          gwPlan = await this.gwIpam.planIp(GATEWAY_SUBNET, { owner: base.id });
+        const ep: EndpointRecord = {
+          id: epId,
+          networkId: o.net.id,
+          network: o.net.name,
+          containerId: base.id,
+          container: base.name,
+          host: this.hostId,
+          subnet: o.net.subnet,
+          ip: ipPlan.value.ip,
+          address: ipPlan.value.address,
+          mac: ipPlan.value.mac,
+          ifname: o.ifname,
+          aliases: o.aliases,
+        };
+        const next: ContainerRecord = { ...base, endpoints: { ...base.endpoints, [o.net.id]: epId } };
+        if (gwPlan) {
+          const ifname = base.external ? freeIfname(new Set([...(o.taken ?? []), o.ifname]), []) : 'eth1';
+          next.gateway = {
+            ifname,
+            ip: gwPlan.value.ip,
+            address: gwPlan.value.address,
+            hostIf: gatewayHostIf(base.id),
+          };
+        }
+        return {
+          value: { ct: next, ep },
+          compare: [
+            { key: nkey, modRevision: netKv!.modRevision },
+            o.isNew ? { key: ckey, absent: true as const } : { key: ckey, modRevision: ctKv!.modRevision },
+            ...ipPlan.compare,
+            ...(gwPlan?.compare ?? []),
+          ],
+          success: [
+            { type: 'put' as const, key: ckey, value: JSON.stringify(next) },
+            { type: 'put' as const, key: endpointKey(o.net.id, epId), value: JSON.stringify(ep) },
+            ...ipPlan.success,
+            ...(gwPlan?.success ?? []),
+          ],
+        };
+      },
+      { what: `attach "${ct.name}" to "${o.net.name}"` },
+    );
+  }
+
+  async updateContainer(
+    name: string,
+    change: (c: ContainerRecord) => ContainerRecord,
+  ): Promise<ContainerRecord> {
+    return transact(
+      this.store,
+      async () => {
+        const kv = await this.store.get(containerKey(name));
+        if (!kv) throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${name}" not found`);
+        const next = change(JSON.parse(kv.value) as ContainerRecord);
+        return {
+          value: next,
+          compare: [{ key: kv.key, modRevision: kv.modRevision }],
+          success: [{ type: 'put' as const, key: kv.key, value: JSON.stringify(next) }],
+        };
+      },
+      { what: `update container "${name}"` },
+    );
+  }
+
+  /** Processes in an owned container's namespace that are not its recorded process (a crash mid-start). */
+  async strayPids(ct: ContainerRecord): Promise<number[]> {
+    if (ct.external || !netnsExists(ct.netns)) return [];
+    const alive =
+      ct.state === 'running' && ct.pid !== undefined && isAlive(ct.pid, ct.pidStart ?? 0, ct.netns);
+    return alive ? [] : netnsPids(ct.netns);
+  }
+}
+
+function freeIfname(taken: Set<string>, reserved: string[]): string {
+  for (let i = 0; ; i++) {
+    const name = `eth${i}`;
+    if (!taken.has(name) && !reserved.includes(name)) return name;
+  }
+}
+
+function checkCmd(cmd: unknown): void {
+  if (!Array.isArray(cmd) || cmd.length === 0 || !cmd.every((a) => typeof a === 'string') || cmd[0] === '')
+    throw new VxError('ERR_BAD_COMMAND', 'the command (after --) must be a non-empty list of strings');
+}
+
+function checkAliases(aliases: unknown): string[] {
+  if (aliases === undefined) return [];
+  if (!Array.isArray(aliases)) throw new VxError('ERR_BAD_NAME', '--alias must be a list of names');
+  return aliases.map((a) => checkName(a, 'alias'));
+}

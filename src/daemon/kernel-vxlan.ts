@@ -1,0 +1,147 @@
+// OverlayPorts on the Linux kernel's own `vxlan` device: the reference implementation the daemon
+// tests run against, so the namespace plumbing is exercised with a real VXLAN port that vxnet did
+// not write.
+//
+// Owns: one `vxlan0` per network sandbox. As Docker's overlay driver does, the device is created
+// in the daemon's (host's) namespace, so its UDP socket (dstport 4789) lives on the underlay, and
+// is then moved into the sandbox and enslaved to br0. `nolearning`: remote MACs come only from
+// the store (setRemotes), never from the wire. A crash between create and move leaves a
+// `vxt-<vni>` in the host namespace; ensure() and sweep() remove it.
+
+import { VXLAN_PORT } from '../../assembly/constants.js';
+import { ip, ipJson, run } from '../kernel/exec.js';
+import { deleteLink, getLink, listLinks, moveLink, setLink } from '../kernel/link.js';
+import { netnsExists } from '../kernel/netns.js';
+import type {
+  FdbEntry,
+  OverlayPorts,
+  PeerInfo,
+  PortRef,
+  PortSpec,
+  PortStats,
+  RemoteEndpoint,
+} from './ports.js';
+
+const DEV = 'vxlan0';
+const TEMP = /^vxt-[0-9]+$/;
+
+interface BridgeFdb {
+  mac: string;
+  dst?: string;
+  flags?: string[];
+  state?: string;
+}
+
+interface LinkStats {
+  stats64?: {
+    rx: Record<string, number>;
+    tx: Record<string, number>;
+  };
+}
+
+export class KernelVxlanPorts implements OverlayPorts {
+  readonly kind = 'kernel-vxlan';
+  private readonly known = new Map<string, PortRef>();
+  private readonly remotes = new Map<string, RemoteEndpoint[]>();
+
+  async ensure(o: PortSpec): Promise<void> {
+    const where = { netns: o.sandbox };
+    const existing = await getLink(DEV, where);
+    if (existing?.kind !== 'vxlan') {
+      if (existing) await deleteLink(DEV, where);
+      const temp = `vxt-${o.vni}`;
+      await deleteLink(temp);
+      const args = ['link', 'add', temp, 'type', 'vxlan', 'id', String(o.vni), 'dstport', String(VXLAN_PORT)];
+      await ip([...args, 'nolearning'], { action: `add vxlan "${temp}"` });
+      await moveLink(temp, { to: o.sandbox, rename: DEV });
+    }
+    await setLink(DEV, { ...where, mtu: o.mtu, master: o.bridge, up: true });
+    this.known.set(o.network, { network: o.network, vni: o.vni, sandbox: o.sandbox });
+    const remotes = this.remotes.get(o.network);
+    if (remotes) await this.program(o, remotes);
+  }
+
+  async remove(o: PortRef): Promise<void> {
+    this.known.delete(o.network);
+    this.remotes.delete(o.network);
+    await deleteLink(`vxt-${o.vni}`);
+    if (netnsExists(o.sandbox)) await deleteLink(DEV, { netns: o.sandbox });
+  }
+
+  async setRemotes(o: PortRef, remotes: RemoteEndpoint[]): Promise<void> {
+    this.remotes.set(o.network, remotes);
+    if (netnsExists(o.sandbox)) await this.program(o, remotes);
+  }
+
+  /** Replaces the static remote entries: flood entries per VTEP, one FDB entry and neighbour per endpoint. */
+  private async program(o: PortRef, remotes: RemoteEndpoint[]): Promise<void> {
+    const at = { netns: o.sandbox, action: `program remotes of ${DEV}` };
+    for (const e of await this.rawFdb(o)) {
+      if (e.dst !== undefined) await run('bridge', ['fdb', 'del', e.mac, 'dev', DEV, 'dst', e.dst], at);
+    }
+    for (const vtep of new Set(remotes.map((r) => r.vtep))) {
+      await run('bridge', ['fdb', 'append', '00:00:00:00:00:00', 'dev', DEV, 'dst', vtep], at);
+    }
+    for (const r of remotes) {
+      await run('bridge', ['fdb', 'replace', r.mac, 'dev', DEV, 'dst', r.vtep, 'static'], at);
+      await ip(['neigh', 'replace', r.ip, 'lladdr', r.mac, 'dev', DEV, 'nud', 'permanent'], at);
+    }
+  }
+
+  private async rawFdb(o: PortRef): Promise<BridgeFdb[]> {
+    if (!netnsExists(o.sandbox) || !(await getLink(DEV, { netns: o.sandbox }))) return [];
+    const out = await run('bridge', ['-j', 'fdb', 'show', 'dev', DEV], {
+      netns: o.sandbox,
+      action: `show fdb of ${DEV}`,
+    });
+    return out.trim() === '' ? [] : (JSON.parse(out) as BridgeFdb[]);
+  }
+
+  async fdb(o: PortRef): Promise<FdbEntry[]> {
+    const ips = new Map((this.remotes.get(o.network) ?? []).map((r) => [r.mac, r.ip]));
+    return (await this.rawFdb(o)).map((e) => {
+      const entry: FdbEntry = { network: o.network, vni: o.vni, mac: e.mac, kind: e.state ?? 'learned' };
+      if (e.dst !== undefined) entry.vtep = e.dst;
+      const ipOf = ips.get(e.mac);
+      if (ipOf !== undefined) entry.ip = ipOf;
+      return entry;
+    });
+  }
+
+  async peers(): Promise<PeerInfo[]> {
+    const byVtep = new Map<string, PeerInfo>();
+    for (const [network, remotes] of this.remotes) {
+      for (const r of remotes) {
+        const p = byVtep.get(r.vtep) ?? { vtep: r.vtep, networks: [], endpoints: 0 };
+        if (!p.networks.includes(network)) p.networks.push(network);
+        p.endpoints++;
+        byVtep.set(r.vtep, p);
+      }
+    }
+    return [...byVtep.values()];
+  }
+
+  async stats(o: PortRef): Promise<PortStats> {
+    const counters: Record<string, number> = {};
+    if (netnsExists(o.sandbox)) {
+      const rows = await ipJson<LinkStats>(['-s', 'link', 'show', 'dev', DEV], {
+        netns: o.sandbox,
+        action: `read counters of ${DEV}`,
+      }).catch(() => []);
+      const s = rows[0]?.stats64;
+      for (const [dir, vals] of Object.entries(s ?? {})) {
+        for (const [k, v] of Object.entries(vals)) counters[`${dir}_${k}`] = v;
+      }
+    }
+    return { network: o.network, vni: o.vni, counters };
+  }
+
+  /** A `vxt-<vni>` in the host namespace is always a half-made port: ensure() makes a new one. */
+  async sweep(_keep: PortRef[]): Promise<void> {
+    for (const l of await listLinks()) if (TEMP.test(l.name)) await deleteLink(l.name);
+  }
+
+  async close(): Promise<void> {
+    this.known.clear();
+  }
+}

@@ -1,0 +1,77 @@
+// The VXLAN port seam: what the daemon asks of whatever carries a network's frames between hosts.
+//
+// Owns: the interface only. The daemon builds a network's sandbox (namespace + br0) and then asks
+// the port implementation to put its VXLAN port on br0; it never touches the tunnel itself. Two
+// implementations plug in: vxnet's userspace TAP datapath (the product) and `KernelVxlanPorts`
+// (the Linux `vxlan` device, used by the daemon tests as an independent, real VXLAN port).
+// Diagnostics (`fdb show`, `peers`, `stats`) return what the implementation reports, unchanged in
+// shape, so the CLI shows the datapath's own view. Remote endpoints (issue 6) come through
+// `setRemotes`, one whole table per network, so one serialised applier can diff it.
+
+export interface PortSpec {
+  /** The network's id (stable across renames and restarts). */
+  network: string;
+  vni: number;
+  /** The network's sandbox namespace, holding `bridge`. */
+  sandbox: string;
+  /** The bridge the port is attached to (br0). */
+  bridge: string;
+  /** The overlay MTU (br0's). */
+  mtu: number;
+}
+
+export type PortRef = Pick<PortSpec, 'network' | 'vni' | 'sandbox'>;
+
+/** A remote endpoint: the overlay (IP, MAC) lives behind the tunnel endpoint `vtep`. */
+export interface RemoteEndpoint {
+  ip: string;
+  mac: string;
+  /** Underlay address of the host the endpoint is on. */
+  vtep: string;
+}
+
+export interface FdbEntry {
+  network: string;
+  vni: number;
+  mac: string;
+  /** Remote tunnel endpoint; absent for a local (bridge-side) entry. */
+  vtep?: string;
+  ip?: string;
+  /** 'static' (programmed), 'learned', 'local', ... as the implementation names it. */
+  kind: string;
+}
+
+export interface PeerInfo {
+  /** Underlay address of the peer host. */
+  vtep: string;
+  networks: string[];
+  endpoints: number;
+}
+
+export interface PortStats {
+  network: string;
+  vni: number;
+  /** Counters by name (rx_packets, tx_bytes, drops, ...), as the implementation counts them. */
+  counters: Record<string, number>;
+}
+
+export interface OverlayPorts {
+  /** The implementation's name, shown by `vxnet info`. */
+  readonly kind: string;
+  /** Creates (or adopts) the network's VXLAN port on `bridge` inside `sandbox`. Idempotent. */
+  ensure(o: PortSpec): Promise<void>;
+  /** Removes the port. Can run twice; the sandbox may already be gone. */
+  remove(o: PortRef): Promise<void>;
+  /** Replaces the network's whole table of remote endpoints (issue 6; single host: empty). */
+  setRemotes(o: PortRef, remotes: RemoteEndpoint[]): Promise<void>;
+  fdb(o: PortRef): Promise<FdbEntry[]>;
+  peers(): Promise<PeerInfo[]>;
+  stats(o: PortRef): Promise<PortStats>;
+  /**
+   * Removes whatever the implementation left behind for networks not in `keep` (after a crash:
+   * half-made devices, TAPs of networks gone meanwhile). The daemon calls it once on start.
+   */
+  sweep(keep: PortRef[]): Promise<void>;
+  /** Releases what the implementation holds (fds, workers); ports in the kernel stay. */
+  close(): Promise<void>;
+}
