@@ -368,7 +368,7 @@ function dgramPumps(sides: Side[]): { pumps: Pump[]; close: () => void } {
 
 async function forwarder(impl: string): Promise<void> {
   const sides = makeSides(impl.endsWith('-vnet'));
-  let stop: () => Promise<unknown> | void = () => {};
+  let stop: () => Promise<unknown> = async () => {};
   try {
     const mode = impl.replace(/-vnet$/, '');
     if (mode === 'dgram-readsync') {

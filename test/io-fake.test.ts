@@ -117,7 +117,9 @@ test('fake UDP sendGather concatenates the pairs and splits by DESC_AUX like the
     .fill(2, b, b + 6);
   const list = core().alloc(32);
   const dv = core().dv();
-  [a, 4, b, 6, a, 4, b, 3].forEach((v, i) => dv.setUint32(list + 4 * i, v, true));
+  [a, 4, b, 6, a, 4, b, 3].forEach((v, i) => {
+    dv.setUint32(list + 4 * i, v, true);
+  });
   const out = new PacketBatch({ capacity: 1 });
   dv.setUint32(out.desc(0) + DESC_PTR, list, true);
   dv.setUint32(out.desc(0) + DESC_LEN, 4, true);
@@ -135,4 +137,21 @@ test('fake UDP sendGather concatenates the pairs and splits by DESC_AUX like the
   assert.deepEqual(seg(1), [1, 1, 1, 1, 2, 2, 2]);
   tx.close();
   rx.close();
+});
+
+test('fake TAP writeGather records the concatenated pieces as one frame', () => {
+  const tap = new FakeTap();
+  const a = core().alloc(16);
+  const list = core().alloc(16);
+  core().u8().set([1, 2, 3, 4, 5, 6], a);
+  const dv = core().dv();
+  [a + 4, 2, a, 3].forEach((v, i) => {
+    dv.setUint32(list + 4 * i, v, true);
+  });
+  const out = new PacketBatch({ capacity: 1 });
+  dv.setUint32(out.desc(0) + DESC_PTR, list, true);
+  dv.setUint32(out.desc(0) + DESC_LEN, 2, true);
+  assert.equal(tap.writeGather(out.descs, 1), 1);
+  assert.deepEqual(tap.written, [Uint8Array.from([5, 6, 1, 2, 3])]);
+  tap.close();
 });

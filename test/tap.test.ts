@@ -171,7 +171,7 @@ test('bad options are refused with stable codes', { skip: !root }, () => {
   }
 });
 
-test('an ARP request written in a batch is answered by the namespace, read back by readBatch', {
+test('an ARP request (writeBatch) and an echo request (writeGather) are answered, read back by readBatch', {
   skip: !root,
 }, async () => {
   const tap = tapInNs(`vxt${sfx}b`);
@@ -186,8 +186,22 @@ test('an ARP request written in a batch is answered by the namespace, read back 
     const c = csum(icmp, 34, 50);
     icmp[36] = c >> 8;
     icmp[37] = c & 0xff;
-    put(batch, [arp, icmp]);
-    assert.equal(tap.writeBatch(batch.descs, 2), 2);
+    put(batch, [arp]);
+    assert.equal(tap.writeBatch(batch.descs, 1), 1);
+    // The echo request goes out by gather, in three pieces from three places.
+    const u8 = core().u8();
+    const dv = core().dv();
+    const pieces = [icmp.subarray(0, 14), icmp.subarray(14, 34), icmp.subarray(34)];
+    const list = core().alloc(3 * 8);
+    pieces.forEach((p, i) => {
+      const at = batch.frame(1 + i);
+      u8.set(p, at);
+      dv.setUint32(list + 8 * i, at, true);
+      dv.setUint32(list + 8 * i + 4, p.length, true);
+    });
+    dv.setUint32(batch.desc(0) + DESC_PTR, list, true);
+    dv.setUint32(batch.desc(0) + DESC_LEN, 3, true);
+    assert.equal(tap.writeGather(batch.descs, 1), 1);
     const rx = new PacketBatch({ capacity: 8 });
     const reply = await readUntil(tap, rx, (f) => f[12] === 0x08 && f[13] === 0x06 && f[21] === 2);
     assert.deepEqual([...reply.frame.subarray(22, 28)], nsMac, 'sender MAC is the TAP MAC');

@@ -10,7 +10,7 @@
 // second gather entry), and all segments of a TAP batch leave in one UdpBind.sendGather (sendmmsg,
 // UDP_SEGMENT per message). Each datagram on the wire is [virtio_net_hdr][Ethernet frame] <= 1472
 // bytes. The receiver has UDP_GRO: one recvmmsg slot holds up to 64 KB of same-size datagrams,
-// which `coalesce` turns back into one TSO frame (payloads moved together, one TAP write).
+// which `coalesce` turns back into one TSO frame (TapDevice.writeGather: one writev, no copy).
 // This is the work the WASM pipeline has to do around VXLAN; the JS here only measures the I/O.
 // VXDBG=1 prints counters to stderr once a second; VXPROF=<s> exits after s seconds (for --cpu-prof).
 import {
@@ -150,10 +150,15 @@ function segment(ptr: number, len: number): void {
   dbg.segs += nseg;
 }
 
+const coList = c.alloc(MAX_SEGS * 8);
+/** VXCOPY=1: move the payloads together and write(2) instead of writev (to compare the two). */
+const COPY = process.env.VXCOPY === '1';
+const coDesc = new PacketBatch({ capacity: 1, frameCapacity: 64 });
+
 /**
  * GRO in userspace: the `seg`-sized datagrams at `ptr` (each [virtio_net_hdr][IPv4/TCP frame], as
- * segmentAndSend made them) are one flow's consecutive segments: move their payloads together
- * behind the first segment's headers and write ONE TSO frame (gso_type TCPV4, gso_size = MSS).
+ * segmentAndSend made them) are one flow's consecutive segments: patch the first segment's headers
+ * and write ONE TSO frame by gather (its headers, then every payload in place) (gso_type TCPV4, gso_size = MSS).
  * Returns false (nothing written) when they are not.
  */
 function coalesce(ptr: number, len: number, seg: number): boolean {
@@ -176,16 +181,20 @@ function coalesce(ptr: number, len: number, seg: number): boolean {
     if (dv.getUint32(o + 14 + ihl + 4) !== (seq0 + k * mss) >>> 0) return false;
     if ((u8[o + 14 + ihl + 12]! >> 4) * 4 !== thl) return false;
   }
-  let end = f + hl + mss;
+  // Gather list: [virtio_net_hdr + first segment], then the other segments' payloads in place.
+  dv.setUint32(coList, ptr, true);
+  dv.setUint32(coList + 4, VNET_HDR_LEN + hl + mss, true);
+  let payload = mss;
   let flags = u8[tcp + 13]!;
   for (let k = 1; k < n; k++) {
     const o = ptr + k * seg + VNET_HDR_LEN;
     const plen = Math.min(seg, len - k * seg) - VNET_HDR_LEN - hl;
     flags |= u8[o + 14 + ihl + 13]! & 0x08;
-    u8.copyWithin(end, o + hl, o + hl + plen);
-    end += plen;
+    if (COPY) u8.copyWithin(f + hl + payload, o + hl, o + hl + plen);
+    dv.setUint32(coList + 8 * k, o + hl, true);
+    dv.setUint32(coList + 8 * k + 4, plen, true);
+    payload += plen;
   }
-  const payload = end - f - hl;
   u8[tcp + 13] = flags;
   dv.setUint16(ip + 2, ihl + thl + payload);
   dv.setUint16(ip + 10, 0);
@@ -201,7 +210,11 @@ function coalesce(ptr: number, len: number, seg: number): boolean {
   dv.setUint16(ptr + VNET_GSO_SIZE, mss, true);
   dv.setUint16(ptr + VNET_CSUM_START, 14 + ihl, true);
   dv.setUint16(ptr + VNET_CSUM_OFFSET, 16, true);
-  if (sys.write(tap.fd, base + ptr, end - ptr) < 0) dbg.werr++;
+  dv.setUint32(coDesc.desc(0) + DESC_PTR, coList, true);
+  dv.setUint32(coDesc.desc(0) + DESC_LEN, n, true);
+  if (COPY) {
+    if (sys.write(tap.fd, base + ptr, VNET_HDR_LEN + hl + payload) < 0) dbg.werr++;
+  } else if (tap.writeGather(coDesc.descs, 1) !== 1) dbg.werr++;
   return true;
 }
 

@@ -116,6 +116,25 @@ export class FakeTap implements TapSeam {
     return n;
   }
 
+  writeGather(descs: number, n: number): number {
+    const u8 = this.view.u8();
+    const u32 = this.view.u32();
+    for (let i = 0; i < n; i++) {
+      const d = (descs + i * DESC_SIZE) >>> 2;
+      const list = u32[d + (DESC_PTR >> 2)]! >>> 2;
+      const cnt = u32[d + (DESC_LEN >> 2)]!;
+      const parts: number[] = [];
+      for (let j = 0; j < cnt; j++) {
+        const p = u32[list + 2 * j]!;
+        for (const b of u8.subarray(p, p + u32[list + 2 * j + 1]!)) parts.push(b);
+      }
+      this.written.push(Uint8Array.from(parts));
+      this.stats.txBytes += parts.length - (this.vnetHdr ? VNET_HDR_LEN : 0);
+    }
+    this.stats.txFrames += n;
+    return n;
+  }
+
   close(): void {
     this.ready.close();
   }

@@ -41,6 +41,7 @@ export const sys = {
   epollWaitBuf: lib.func('int epoll_wait(int epfd, _Out_ uint8_t *events, int max, int timeout)'),
   readBuf: lib.func('intptr_t read(int fd, _Out_ uint8_t *buf, size_t n)'),
   writeBuf: lib.func('intptr_t write(int fd, uint8_t *buf, size_t n)'),
+  writevBuf: lib.func('intptr_t writev(int fd, uint8_t *iov, int iovcnt)'),
   poll: lib.func('int poll(uintptr_t fds, unsigned long nfds, int timeout)'),
   eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
   fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
@@ -96,6 +97,8 @@ export const SOCKADDR_IN6_LEN = 28;
 
 // struct msghdr / mmsghdr / iovec / cmsghdr on LP64.
 export const IOVEC_SIZE = 16;
+/** UIO_MAXIOV: most iovecs one readv/writev/sendmsg takes. */
+export const IOV_MAX = 1024;
 export const MSG_NAME = 0;
 export const MSG_NAMELEN = 8;
 export const MSG_IOV = 16;

@@ -14,6 +14,8 @@ export interface TapSeam {
   readBatch(batch: PacketBatch, max?: number): number;
   /** Writes the frames of descriptors [0, n) at address `descs`; returns how many were taken. */
   writeBatch(descs: number, n: number): number;
+  /** Gather write: DESC_PTR = DESC_LEN (u32 address, u32 length) pairs written as one frame. */
+  writeGather(descs: number, n: number): number;
   close(): void;
 }
 
