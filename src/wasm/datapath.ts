@@ -120,9 +120,9 @@ export interface DatapathOptions {
   maxVnis?: number;
   /** Most neighbour (ARP proxy) entries (default 65536). */
   neighCapacity?: number;
-  /** Peers per flood list, 1..maxPeers (default min(maxPeers, 256)). */
+  /** Peers per flood list, 1..maxPeers (default maxPeers). */
   maxFloodPeers?: number;
-  /** Event ring slots, rounded up to a power of two (default 1024). */
+  /** Event ring slots, rounded up to a power of two, at least 8 (default 1024). */
   eventRingSize?: number;
   /** Seconds a learned FDB entry lives without traffic; 0 = forever (default 300). */
   ageingSeconds?: number;
@@ -322,7 +322,7 @@ export class Datapath {
     const maxPeers = intOption(opts, 'maxPeers', 1024, 1, PEER_INDEX_MAX);
     const maxVnis = intOption(opts, 'maxVnis', 256, 1, 65536);
     const neighCapacity = intOption(opts, 'neighCapacity', 65536, 1, FDB_CAPACITY_MAX);
-    const maxFlood = intOption(opts, 'maxFloodPeers', Math.min(maxPeers, 256), 1, maxPeers);
+    const maxFlood = intOption(opts, 'maxFloodPeers', maxPeers, 1, maxPeers);
     const events = intOption(opts, 'eventRingSize', 1024, 1, 1 << 20);
     const ageing = intOption(opts, 'ageingSeconds', 300, 0, 0x7fffffff);
     const raw = opts.rawUnderlayOuter;

@@ -137,7 +137,7 @@ export class RefDatapath {
       maxPeers,
       maxVnis: opts.maxVnis ?? 256,
       neighCapacity: opts.neighCapacity ?? 65536,
-      maxFloodPeers: opts.maxFloodPeers ?? Math.min(maxPeers, 256),
+      maxFloodPeers: opts.maxFloodPeers ?? maxPeers,
       eventRingSize: ring,
       ageingSeconds: opts.ageingSeconds ?? 300,
       learning: opts.learning ?? false,
