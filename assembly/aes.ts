@@ -4,10 +4,11 @@
 // transposed into eight v128 "bit planes": plane i holds bit i of every state byte; within a plane,
 // byte p is state byte p (column-major, as FIPS-197 lays the block out) and bit j of that byte
 // belongs to block j. SubBytes is then the Boyar-Peralta 113-gate circuit (only AND and XOR on whole
-// planes), ShiftRows and the MixColumns byte rotations are fixed `i8x16.shuffle` permutations, and
-// AddRoundKey XORs pre-sliced round keys. No instruction's address, index or branch depends on key
-// or data: the only memory reads are round keys at fixed offsets, and every loop bound is public
-// (the number of rounds, the lengths). That is why it is constant-time. The key schedule's SubWord
+// planes), ShiftRows and the MixColumns byte rotations are byte permutations by fixed masks
+// (`i8x16.swizzle` with public indices), and AddRoundKey XORs pre-sliced round keys. No
+// instruction's address, index or branch depends on key or data: the only memory reads are round
+// keys and masks at fixed offsets, and every loop bound is public (the number of rounds, the
+// lengths). That is why it is constant-time. The key schedule's SubWord
 // uses `sbox_ct` below (exponentiation in GF(2^8) with masked arithmetic), also table- and
 // branch-free.
 //
@@ -16,7 +17,8 @@
 // keys (0x63 survives ShiftRows and MixColumns unchanged, so XORing it into keys 1..Nr is exact).
 //
 // Round keys (written by `aes_expand`): (Nr+1) x 8 planes x 16 bytes at `rk`, plane i of round r at
-// rk + r*128 + i*16; each is the round key replicated to all 8 blocks, so byte p is 0x00 or 0xff.
+// rk + r*128 + i*16; each is the round key (bytes permuted by Pi_r^-1, see below) replicated to all
+// 8 blocks, so byte p is 0x00 or 0xff.
 
 /** Bytes of sliced round keys for AES-256 (15 round keys x 128 bytes). */
 export const AES_RK_BYTES: i32 = 1920;
@@ -27,20 +29,30 @@ export const AES_RK_BYTES: i32 = 1920;
 @inline function N(a: v128, b: v128): v128 {
   return v128.and(a, b);
 }
-// Byte permutations as swizzle masks in (read-only) static data. They are loaded into locals once
-// per call: V8 materializes a constant shuffle mask with four integer instructions at every use
-// inside the round loop, while a swizzle by a register mask costs one saturating add and a pshufb.
-/** ShiftRows: out byte (col c, row r) <- in byte (col c+r mod 4, row r). */
-const SR_MASK = memory.data<u8>([0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11]);
-/** ShiftRows then rotate each column up by one row (the a[r+1] term of MixColumns). */
-const SR1_MASK = memory.data<u8>([5, 10, 15, 0, 9, 14, 3, 4, 13, 2, 7, 8, 1, 6, 11, 12]);
-@inline function sr(a: v128, m: v128): v128 {
-  return i8x16.swizzle(a, m);
-}
-/** Rotate each column by two rows. */
-@inline function rot2(a: v128): v128 {
-  return i8x16.shuffle(a, a, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
-}
+// ShiftRows is never applied to the state. Instead the state is kept in a byte order that drifts
+// by one ShiftRows per round (A_r = Pi_r(X_r), Pi_r = ShiftRows^r, period 4), which MixColumns
+// absorbs: its column rotations conjugated by Pi_r are still single byte permutations (C1, C2
+// below, one pair per r mod 4), round key r is stored pre-permuted by Pi_r^-1, and one final
+// permutation (Pi_Nr = ShiftRows^2 for both 10 and 14 rounds) restores the byte order. This saves
+// the 8 ShiftRows permutations of every round (the fixslicing idea of Adomnicai and Peyrin).
+// The masks live in read-only static data and are loaded into registers: V8 rebuilds a constant
+// shuffle mask with four integer instructions at each use, a swizzle by a register costs two.
+/** Per r mod 4: C1 (rotate columns by one row) then C2 (by two rows), conjugated by Pi_r. */
+const MC_MASKS = memory.data<u8>([
+  1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+  5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12, 1, 2, 3, 0, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5,
+  9, 10, 11, 8, 13, 14, 15, 12, 1, 2, 3, 0, 5, 6, 7, 4, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13,
+  13, 14, 15, 12, 1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, 7, 4, 5,
+]);
+/** Per r mod 4: Pi_r^-1, applied to round key r at expansion. */
+const KEY_MASKS = memory.data<u8>([
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+  0, 13, 10, 7, 4, 1, 14, 11, 8, 5, 2, 15, 12, 9, 6, 3,
+  0, 9, 2, 11, 4, 13, 6, 15, 8, 1, 10, 3, 12, 5, 14, 7,
+  0, 5, 10, 15, 4, 9, 14, 3, 8, 13, 2, 7, 12, 1, 6, 11,
+]);
+/** Pi_Nr = ShiftRows^2 (Nr = 10 or 14), applied to the state after the last round. */
+const FINAL_MASK = memory.data<u8>([0, 9, 2, 11, 4, 13, 6, 15, 8, 1, 10, 3, 12, 5, 14, 7]);
 
 /**
  * Encrypts the 8 blocks b0..b7 with the sliced round keys at `rk` (`nr` rounds). The keystream of
@@ -91,8 +103,6 @@ export function aes_encrypt8_xor(
   let s6 = X(b1, v128.load(rk, 96));
   let s7 = X(b0, v128.load(rk, 112));
 
-  const srm = v128.load(SR_MASK);
-  const sr1m = v128.load(SR1_MASK);
   for (let r = 1; ; r++) {
     const k = rk + (<usize>r << 7);
     // SubBytes: Boyar-Peralta circuit, U0 = bit 7 ... U7 = bit 0; S0 = bit 7 ... S7 = bit 0.
@@ -232,31 +242,45 @@ export function aes_encrypt8_xor(
     const q0 = X(L6, L23); // S7 (NOT folded)
 
     if (r == nr) {
-      s0 = X(sr(q0, srm), v128.load(k, 0));
-      s1 = X(sr(q1, srm), v128.load(k, 16));
-      s2 = X(sr(q2, srm), v128.load(k, 32));
-      s3 = X(sr(q3, srm), v128.load(k, 48));
-      s4 = X(sr(q4, srm), v128.load(k, 64));
-      s5 = X(sr(q5, srm), v128.load(k, 80));
-      s6 = X(sr(q6, srm), v128.load(k, 96));
-      s7 = X(sr(q7, srm), v128.load(k, 112));
+      s0 = X(q0, v128.load(k, 0));
+      s1 = X(q1, v128.load(k, 16));
+      s2 = X(q2, v128.load(k, 32));
+      s3 = X(q3, v128.load(k, 48));
+      s4 = X(q4, v128.load(k, 64));
+      s5 = X(q5, v128.load(k, 80));
+      s6 = X(q6, v128.load(k, 96));
+      s7 = X(q7, v128.load(k, 112));
       break;
     }
-    // ShiftRows + MixColumns: out = 2t ^ a1 ^ rot2(t), with a = SR(q), a1 = rot1(a), t = a ^ a1.
-    const a10 = sr(q0, sr1m), a11 = sr(q1, sr1m), a12 = sr(q2, sr1m), a13 = sr(q3, sr1m);
-    const a14 = sr(q4, sr1m), a15 = sr(q5, sr1m), a16 = sr(q6, sr1m), a17 = sr(q7, sr1m);
-    const t0 = X(sr(q0, srm), a10), t1 = X(sr(q1, srm), a11), t2 = X(sr(q2, srm), a12), t3 = X(sr(q3, srm), a13);
-    const t4 = X(sr(q4, srm), a14), t5 = X(sr(q5, srm), a15), t6 = X(sr(q6, srm), a16), t7 = X(sr(q7, srm), a17);
+    // MixColumns in the drifted byte order: out = 2t ^ a1 ^ C2(t), with a1 = C1(q), t = q ^ a1.
+    const mp = MC_MASKS + (<usize>(r & 3) << 5);
+    const c1 = v128.load(mp);
+    const c2 = v128.load(mp, 16);
+    const a10 = i8x16.swizzle(q0, c1), a11 = i8x16.swizzle(q1, c1), a12 = i8x16.swizzle(q2, c1);
+    const a13 = i8x16.swizzle(q3, c1), a14 = i8x16.swizzle(q4, c1), a15 = i8x16.swizzle(q5, c1);
+    const a16 = i8x16.swizzle(q6, c1), a17 = i8x16.swizzle(q7, c1);
+    const t0 = X(q0, a10), t1 = X(q1, a11), t2 = X(q2, a12), t3 = X(q3, a13);
+    const t4 = X(q4, a14), t5 = X(q5, a15), t6 = X(q6, a16), t7 = X(q7, a17);
     // 2t over the planes: bit0 = t7, bit1 = t0^t7, bit2 = t1, bit3 = t2^t7, bit4 = t3^t7, ...
-    s0 = X(X(t7, a10), X(rot2(t0), v128.load(k, 0)));
-    s1 = X(X(X(t0, t7), a11), X(rot2(t1), v128.load(k, 16)));
-    s2 = X(X(t1, a12), X(rot2(t2), v128.load(k, 32)));
-    s3 = X(X(X(t2, t7), a13), X(rot2(t3), v128.load(k, 48)));
-    s4 = X(X(X(t3, t7), a14), X(rot2(t4), v128.load(k, 64)));
-    s5 = X(X(t4, a15), X(rot2(t5), v128.load(k, 80)));
-    s6 = X(X(t5, a16), X(rot2(t6), v128.load(k, 96)));
-    s7 = X(X(t6, a17), X(rot2(t7), v128.load(k, 112)));
+    s0 = X(X(t7, a10), X(i8x16.swizzle(t0, c2), v128.load(k, 0)));
+    s1 = X(X(X(t0, t7), a11), X(i8x16.swizzle(t1, c2), v128.load(k, 16)));
+    s2 = X(X(t1, a12), X(i8x16.swizzle(t2, c2), v128.load(k, 32)));
+    s3 = X(X(X(t2, t7), a13), X(i8x16.swizzle(t3, c2), v128.load(k, 48)));
+    s4 = X(X(X(t3, t7), a14), X(i8x16.swizzle(t4, c2), v128.load(k, 64)));
+    s5 = X(X(t4, a15), X(i8x16.swizzle(t5, c2), v128.load(k, 80)));
+    s6 = X(X(t5, a16), X(i8x16.swizzle(t6, c2), v128.load(k, 96)));
+    s7 = X(X(t6, a17), X(i8x16.swizzle(t7, c2), v128.load(k, 112)));
   }
+  // Back to the FIPS byte order.
+  const fm = v128.load(FINAL_MASK);
+  s0 = i8x16.swizzle(s0, fm);
+  s1 = i8x16.swizzle(s1, fm);
+  s2 = i8x16.swizzle(s2, fm);
+  s3 = i8x16.swizzle(s3, fm);
+  s4 = i8x16.swizzle(s4, fm);
+  s5 = i8x16.swizzle(s5, fm);
+  s6 = i8x16.swizzle(s6, fm);
+  s7 = i8x16.swizzle(s7, fm);
 
   // Transpose back (the swap-move layers in reverse order; each layer is its own inverse).
   // Register b_j must again hold bit 7-j: the inverse takes the planes in reverse order.
@@ -368,6 +392,7 @@ export function aes_expand(rk: usize, key: usize, keyLen: i32, tmp: usize): i32 
   for (let r = 0; r <= nr; r++) {
     let kb = v128.load(tmp + (<usize>r << 4));
     if (r > 0) kb = v128.xor(kb, c63); // the S-box NOTs, folded in
+    kb = i8x16.swizzle(kb, v128.load(KEY_MASKS + (<usize>(r & 3) << 4))); // the drifted byte order
     for (let i = 0; i < 8; i++) {
       const one: i32 = 1 << i;
       const bit = i8x16.splat(<i8>one);
