@@ -571,3 +571,13 @@ test('all state is reached through ctx: a second instance on the same memory run
   );
   assert.equal(dp.counters().peers.get(peer)!.txPackets, 1, 'counters written through ctx');
 });
+
+test('a bad batch count is an error, not a wild read', () => {
+  const dp = Datapath.create({ maxPeers: 1, maxVnis: 1, fdbCapacity: 1 });
+  const batch = new PacketBatch({ capacity: 1, frameCapacity: 64 });
+  for (const n of [-1, 1.5, 1e6, Number.NaN]) {
+    assert.throws(() => dp.encap(batch, n, 0), { code: 'ERR_INVALID_ARG' });
+    assert.throws(() => dp.decap(batch, n, 0), { code: 'ERR_INVALID_ARG' });
+  }
+  assert.equal(dp.encap(batch, 0, 0), 0);
+});

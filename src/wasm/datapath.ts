@@ -301,6 +301,12 @@ function checkPeerIndex(peer: number): void {
   }
 }
 
+function checkCount(n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > 65536) {
+    throw new VxError('ERR_INVALID_ARG', `a batch count must be an integer in 0..65536, got ${n}`);
+  }
+}
+
 export class Datapath {
   /** Address of the context struct (CTX_* in assembly/constants.ts); pass it to a worker's instance. */
   readonly ctx: number;
@@ -674,11 +680,13 @@ export class Datapath {
    * moved DESC_PTR/LEN are written into the descriptors; returns how many were not dropped.
    */
   encap(batch: DescriptorBatch, n: number, now: number): number {
+    checkCount(n);
     return this.x.dp_encap(this.ctx, batch.descs, n, now >>> 0);
   }
 
   /** Decapsulates `n` datagrams of `batch` (DESC_ADDR = source sockaddr); returns how many are delivered. */
   decap(batch: DescriptorBatch, n: number, now: number): number {
+    checkCount(n);
     return this.x.dp_decap(this.ctx, batch.descs, n, now >>> 0);
   }
 
