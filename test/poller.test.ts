@@ -51,7 +51,7 @@ test('EventLoopDriver calls the pump until drained, keeps the pool free, stops c
   assert.throws(() => new EventLoopDriver([], { budget: 0 }), { code: 'ERR_INVALID_ARG' });
 });
 
-test('IoWorker runs pumps in a blocking loop and stop() returns what they moved', async (t) => {
+test('IoWorker runs pumps in a blocking loop, takes control messages, emits events, stops', async (t) => {
   const u = UdpBind.open({ address: '127.0.0.1', port: 0 });
   const s = dgram.createSocket('udp4');
   const batch = new PacketBatch({ capacity: 16 });

@@ -2,4 +2,4 @@
 import { serveIo } from '../../src/io/worker.js';
 import { type HostHandle, hostPumps } from './forward.js';
 
-serveIo((hosts: HostHandle[], memory) => hosts.flatMap((h) => hostPumps(h, memory)));
+serveIo((hosts: HostHandle[], { memory }) => hosts.flatMap((h) => hostPumps(h, memory)));

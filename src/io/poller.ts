@@ -135,21 +135,40 @@ function runPump(p: Pump, budget: number): number {
   return moved;
 }
 
+export interface BlockingOptions extends DriverOptions {
+  /** Set [0] to non-zero (Atomics.store), then wake `waker`, to make runBlocking return. */
+  stop: Int32Array;
+  waker: Waker;
+  /** Called on this thread each time `waker` fires (e.g. to apply queued control-plane updates). */
+  onWake?: () => void;
+  /** Called at least every `tickMs` (default: never), e.g. for FDB ageing and draining events. */
+  onTick?: () => void;
+  tickMs?: number;
+}
+
 /**
  * Runs `pumps` on this thread until `stop[0]` becomes non-zero and `waker` is woken. Blocks the
  * thread: call it from a worker. Returns the number of packets moved.
  */
-export function runBlocking(pumps: Pump[], opts: DriverOptions & { stop: Int32Array; waker: Waker }): number {
+export function runBlocking(pumps: Pump[], opts: BlockingOptions): number {
   const budget = opts.budget ?? 8;
+  const tickMs = opts.onTick ? (opts.tickMs ?? 1000) : -1;
   const set = new EpollSet([...pumps.map((p) => p.fd), opts.waker.fd]);
   let moved = 0;
+  let nextTick = tickMs >= 0 ? Date.now() + tickMs : Infinity;
   try {
     while (Atomics.load(opts.stop, 0) === 0) {
-      const n = set.wait(-1);
+      const n = set.wait(tickMs >= 0 ? Math.max(0, nextTick - Date.now()) : -1);
       for (let i = 0; i < n; i++) {
         const tag = set.tag(i);
-        if (tag === pumps.length) opts.waker.drain();
-        else moved += runPump(pumps[tag]!, budget);
+        if (tag === pumps.length) {
+          opts.waker.drain();
+          opts.onWake?.();
+        } else moved += runPump(pumps[tag]!, budget);
+      }
+      if (tickMs >= 0 && Date.now() >= nextTick) {
+        nextTick = Date.now() + tickMs;
+        opts.onTick!();
       }
     }
   } finally {

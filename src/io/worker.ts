@@ -9,9 +9,33 @@
 // handles (TapDevice.attach, UdpBind.attach, PacketBatch.attach), instantiates the WASM core on
 // the memory if it runs the pipeline, and returns its pumps. Nothing is allocated in the worker.
 import { once } from 'node:events';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import {
+  isMainThread,
+  MessageChannel,
+  type MessagePort,
+  parentPort,
+  receiveMessageOnPort,
+  Worker,
+  workerData,
+} from 'node:worker_threads';
 import { VxError } from '../errors.js';
 import { type Pump, runBlocking, Waker } from './poller.js';
+
+/** What a worker script's factory returns: its pumps, and optionally control and timer hooks. */
+export interface IoService {
+  pumps: Pump[];
+  /** A message the main thread sent with IoWorker.post(), applied between packet batches. */
+  onControl?: (msg: unknown) => void;
+  /** Periodic work on the I/O thread (ageing, draining events), every `tickMs` (default 1000). */
+  onTick?: () => void;
+  tickMs?: number;
+}
+
+/** Handed to the factory: `emit` sends a message to the main thread's `onEvent`. */
+export interface IoContext {
+  memory: WebAssembly.Memory;
+  emit(msg: unknown): void;
+}
 
 export interface IoWorkerOptions<T> {
   /** The worker script (it calls `serveIo`). A .ts file is loaded through tsx (development). */
@@ -20,6 +44,8 @@ export interface IoWorkerOptions<T> {
   data: T;
   /** The shared memory the seams' batches live in. */
   memory: WebAssembly.Memory;
+  /** Receives what the worker's service passes to `emit` (events: L2/L3 misses, learned peers). */
+  onEvent?: (msg: unknown) => void;
 }
 
 interface Envelope<T> {
@@ -27,6 +53,7 @@ interface Envelope<T> {
   memory: WebAssembly.Memory;
   stop: Int32Array;
   wakerFd: number;
+  control: MessagePort;
 }
 
 export class IoWorker {
@@ -37,17 +64,35 @@ export class IoWorker {
     private readonly stopFlag: Int32Array,
     private readonly waker: Waker,
     private readonly done: Promise<number>,
+    private readonly control: MessagePort,
   ) {}
+
+  /**
+   * Sends a control message to the worker's `onControl` and wakes it from epoll_wait; it is
+   * applied before the next packet batch. Messages arrive in order.
+   */
+  post(msg: unknown): void {
+    this.control.postMessage(msg);
+    this.waker.wake();
+  }
 
   /** Starts the worker and resolves once its pumps are built and it is about to wait. */
   static async start<T>(opts: IoWorkerOptions<T>): Promise<IoWorker> {
     const stop = new Int32Array(new SharedArrayBuffer(4));
     const waker = new Waker();
-    const env: Envelope<T> = { data: opts.data, memory: opts.memory, stop, wakerFd: waker.fd };
-    const worker = spawn(opts.file, env);
+    const { port1, port2 } = new MessageChannel();
+    const env: Envelope<T> = {
+      data: opts.data,
+      memory: opts.memory,
+      stop,
+      wakerFd: waker.fd,
+      control: port2,
+    };
+    const worker = spawn(opts.file, env, [port2]);
     const done = new Promise<number>((resolve, reject) => {
-      worker.on('message', (m: { moved?: number }) => {
+      worker.on('message', (m: { moved?: number; event?: unknown }) => {
         if (typeof m?.moved === 'number') resolve(m.moved);
+        else if (m && typeof m === 'object' && 'event' in m) opts.onEvent?.(m.event);
       });
       worker.once('error', (e) =>
         reject(new VxError('ERR_IO_WORKER', `I/O worker failed: ${e.message}`, { cause: e })),
@@ -62,9 +107,10 @@ export class IoWorker {
     } catch (e) {
       await worker.terminate();
       waker.close();
+      port1.close();
       throw e;
     }
-    return new IoWorker(worker, stop, waker, done);
+    return new IoWorker(worker, stop, waker, done, port1);
   }
 
   /** Resolves with the packets moved if the worker fails or stops; rejects with ERR_IO_WORKER on failure. */
@@ -82,28 +128,43 @@ export class IoWorker {
       } finally {
         await this.worker.terminate();
         this.waker.close();
+        this.control.close();
       }
     })();
     return this.stopped;
   }
 }
 
-function spawn<T>(file: URL, env: Envelope<T>): Worker {
-  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData: env });
+function spawn<T>(file: URL, env: Envelope<T>, transferList: MessagePort[]): Worker {
+  if (!file.pathname.endsWith('.ts')) return new Worker(file, { workerData: env, transferList });
   const api = import.meta.resolve('tsx/esm/api');
   const code = `import(${JSON.stringify(api)}).then(({ register }) => { register(); return import(${JSON.stringify(file.href)}); })`;
-  return new Worker(code, { eval: true, workerData: env });
+  return new Worker(code, { eval: true, workerData: env, transferList });
 }
 
 /**
- * Worker side: builds the pumps from the data the main thread passed, signals ready, and runs
- * them in a blocking epoll loop until IoWorker.stop(). Call it once at the top of the worker script.
+ * Worker side: builds the service (pumps and hooks) from the data the main thread passed, signals
+ * ready, and runs it in a blocking epoll loop until IoWorker.stop(). Control messages are read
+ * synchronously (receiveMessageOnPort) when the waker fires, since this thread's event loop does
+ * not run meanwhile. Call it once at the top of the worker script.
  */
-export function serveIo<T>(makePumps: (data: T, memory: WebAssembly.Memory) => Pump[]): void {
-  if (isMainThread || !parentPort) throw new VxError('ERR_IO_WORKER', 'serveIo must run in a worker thread');
+export function serveIo<T>(make: (data: T, ctx: IoContext) => IoService | Pump[]): void {
+  const port = parentPort;
+  if (isMainThread || !port) throw new VxError('ERR_IO_WORKER', 'serveIo must run in a worker thread');
   const env = workerData as Envelope<T>;
-  const pumps = makePumps(env.data, env.memory);
-  parentPort.postMessage('ready');
-  const moved = runBlocking(pumps, { stop: env.stop, waker: new Waker(env.wakerFd) });
-  parentPort.postMessage({ moved });
+  const made = make(env.data, { memory: env.memory, emit: (event) => port.postMessage({ event }) });
+  const svc: IoService = Array.isArray(made) ? { pumps: made } : made;
+  const onWake = () => {
+    for (let m = receiveMessageOnPort(env.control); m; m = receiveMessageOnPort(env.control)) {
+      svc.onControl?.(m.message);
+    }
+  };
+  port.postMessage('ready');
+  const moved = runBlocking(svc.pumps, {
+    stop: env.stop,
+    waker: new Waker(env.wakerFd),
+    onWake,
+    ...(svc.onTick ? { onTick: svc.onTick, tickMs: svc.tickMs ?? 1000 } : {}),
+  });
+  port.postMessage({ moved });
 }
