@@ -12,9 +12,12 @@
 //   main thread; the main thread only submits and (for open) restores ciphertexts.
 // - `node-crypto` (baseline): createCipheriv/createDecipheriv + setAAD + update + final + tag per
 //   message, the way a per-packet Node user must call it (OpenSSL with AES-NI underneath).
-// Method: each (case, size, impl) runs about 250 ms per run, 1 warm-up run + 3 timed runs, and the
-// median is kept (bench/lib.ts rate(); the pool uses the same policy with its own async loop).
-// The machine is shared, so compare ratios within one run, not absolute figures across runs.
+// Method: the machine is shared (other jobs run on its 2 cores), so the impls of one (case, size)
+// are measured interleaved: 7 rounds, each timing every impl for about 120 ms (after one warm-up
+// round), and each impl's median round is kept. Single-thread impls also report, on stderr, their
+// rate per CPU-second of this thread and the cycles per byte that implies at the CPU's clock
+// (/proc/cpuinfo): that figure does not depend on how much of the machine other jobs take.
+// Compare ratios within one run, not absolute figures across runs.
 //
 // Usage: npm run bench:crypto [-- --json] [-- --only 64,1400] [-- --no-pool]
 import crypto from 'node:crypto';
@@ -23,7 +26,7 @@ import { availableParallelism } from 'node:os';
 import { GcmBatch } from '../src/crypto/batch.js';
 import { GcmKey, openBatch, sealBatch } from '../src/crypto/gcm.js';
 import { GcmPool } from '../src/crypto/pool.js';
-import { median, note, rate, record, report } from './lib.js';
+import { median, note, record, report } from './lib.js';
 
 const SIZES = [64, 512, 1400, 9000];
 const CASES = [
@@ -36,8 +39,8 @@ const TAG_LEN = 16;
 const BATCH = 64;
 const POOL_BATCH_BYTES = 1 << 20;
 const POOL_IN_FLIGHT = 3;
-const RUN_MS = 250;
-const RUNS = 3;
+const RUN_MS = 120;
+const ROUNDS = 7;
 
 const onlyIdx = process.argv.indexOf('--only');
 const sizes = onlyIdx > 0 ? process.argv[onlyIdx + 1]!.split(',').map(Number) : SIZES;
@@ -58,19 +61,34 @@ function makeBatch(key: GcmKey, slots: number, size: number): { batch: GcmBatch;
   return { batch, snap: batch.snapshot() };
 }
 
-function benchWasm(op: 'seal' | 'open', key: GcmKey, size: number): number {
-  const { batch, snap } = makeBatch(key, BATCH, size);
-  const fn =
-    op === 'seal'
-      ? () => sealBatch(key, batch.descs, BATCH)
-      : () => {
-          batch.restore(snap);
-          if (openBatch(key, batch.descs, BATCH) !== 0) throw new Error('open failed');
-        };
-  return rate(fn, BATCH * size, { ms: RUN_MS, runs: RUNS }) / 1e6;
+/** One timed run: calls `fn` (worth `bytes`) for about RUN_MS; returns wall and CPU-time rates. */
+function timeSync(fn: () => void, bytes: number): { wall: number; cpu: number } {
+  let calls = 0;
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const end = t0 + BigInt(RUN_MS * 1e6);
+  let t = t0;
+  while (t < end) {
+    fn();
+    calls++;
+    t = process.hrtime.bigint();
+  }
+  const cpu = process.cpuUsage(c0);
+  const done = calls * bytes;
+  return { wall: done / (Number(t - t0) / 1e9) / 1e6, cpu: done / ((cpu.user + cpu.system) / 1e6) / 1e6 };
 }
 
-async function benchPool(pool: GcmPool, op: 'seal' | 'open', key: GcmKey, size: number): Promise<number> {
+function wasmRunner(op: 'seal' | 'open', key: GcmKey, size: number): () => void {
+  const { batch, snap } = makeBatch(key, BATCH, size);
+  return op === 'seal'
+    ? () => sealBatch(key, batch.descs, BATCH)
+    : () => {
+        batch.restore(snap);
+        if (openBatch(key, batch.descs, BATCH) !== 0) throw new Error('open failed');
+      };
+}
+
+async function poolRunner(pool: GcmPool, op: 'seal' | 'open', key: GcmKey, size: number) {
   const slots = Math.max(BATCH, Math.ceil(POOL_BATCH_BYTES / size));
   const batches = Array.from({ length: POOL_IN_FLIGHT }, () => makeBatch(key, slots, size));
   const submit = (b: { batch: GcmBatch; snap: number }) => {
@@ -79,7 +97,8 @@ async function benchPool(pool: GcmPool, op: 'seal' | 'open', key: GcmKey, size: 
       ? pool.sealBatch(key, b.batch.descs, slots)
       : pool.openBatch(key, b.batch.descs, slots);
   };
-  const once = async (): Promise<number> => {
+  /** One timed run of about RUN_MS with POOL_IN_FLIGHT batches kept in flight; MB/s. */
+  return async (): Promise<number> => {
     let done = 0;
     const t0 = process.hrtime.bigint();
     const end = t0 + BigInt(RUN_MS * 1e6);
@@ -90,15 +109,11 @@ async function benchPool(pool: GcmPool, op: 'seal' | 'open', key: GcmKey, size: 
       }
     };
     await Promise.all(batches.map(lane));
-    return done / (Number(process.hrtime.bigint() - t0) / 1e9);
+    return done / (Number(process.hrtime.bigint() - t0) / 1e9) / 1e6;
   };
-  await once();
-  const xs: number[] = [];
-  for (let r = 0; r < RUNS; r++) xs.push(await once());
-  return median(xs) / 1e6;
 }
 
-function benchNode(op: 'seal' | 'open', keyLen: number, size: number): number {
+function nodeRunner(op: 'seal' | 'open', keyLen: number, size: number): () => void {
   const alg = keyLen === 16 ? 'aes-128-gcm' : 'aes-256-gcm';
   const key = crypto.randomBytes(keyLen);
   const msgs = Array.from({ length: BATCH }, () => {
@@ -110,27 +125,25 @@ function benchNode(op: 'seal' | 'open', keyLen: number, size: number): number {
     const ct = Buffer.concat([c.update(pt), c.final()]);
     return { nonce, aad, pt, ct, tag: c.getAuthTag() };
   });
-  const fn =
-    op === 'seal'
-      ? () => {
-          for (const m of msgs) {
-            const c = crypto.createCipheriv(alg, key, m.nonce);
-            c.setAAD(m.aad);
-            c.update(m.pt);
-            c.final();
-            c.getAuthTag();
-          }
+  return op === 'seal'
+    ? () => {
+        for (const m of msgs) {
+          const c = crypto.createCipheriv(alg, key, m.nonce);
+          c.setAAD(m.aad);
+          c.update(m.pt);
+          c.final();
+          c.getAuthTag();
         }
-      : () => {
-          for (const m of msgs) {
-            const d = crypto.createDecipheriv(alg, key, m.nonce);
-            d.setAAD(m.aad);
-            d.setAuthTag(m.tag);
-            d.update(m.ct);
-            d.final();
-          }
-        };
-  return rate(fn, BATCH * size, { ms: RUN_MS, runs: RUNS }) / 1e6;
+      }
+    : () => {
+        for (const m of msgs) {
+          const d = crypto.createDecipheriv(alg, key, m.nonce);
+          d.setAAD(m.aad);
+          d.setAuthTag(m.tag);
+          d.update(m.ct);
+          d.final();
+        }
+      };
 }
 
 /** The CPU clock, for cycles per byte in the notes (stderr only). */
@@ -151,15 +164,45 @@ try {
     const key = GcmKey.create(crypto.randomBytes(c.keyLen));
     for (const size of sizes) {
       note(`bench:crypto ${c.bench} ${size} B ...`);
-      const wasm = benchWasm(c.op, key, size);
-      record({ bench: c.bench, case: String(size), impl: 'wasm', value: wasm, unit: 'MB/s' });
-      if (pool) {
-        const v = await benchPool(pool, c.op, key, size);
-        record({ bench: c.bench, case: String(size), impl: 'wasm-pool', value: v, unit: 'MB/s' });
+      const wasm = wasmRunner(c.op, key, size);
+      const node = nodeRunner(c.op, c.keyLen, size);
+      const inPool = pool ? await poolRunner(pool, c.op, key, size) : undefined;
+      const r = { wasm: [] as number[], wasmCpu: [] as number[], pool: [] as number[], node: [] as number[] };
+      const nodeCpu: number[] = [];
+      for (let round = 0; round <= ROUNDS; round++) {
+        const w = timeSync(wasm, BATCH * size);
+        const p = inPool ? await inPool() : 0;
+        const n = timeSync(node, BATCH * size);
+        if (round === 0) continue; // warm-up
+        r.wasm.push(w.wall);
+        r.wasmCpu.push(w.cpu);
+        r.pool.push(p);
+        r.node.push(n.wall);
+        nodeCpu.push(n.cpu);
       }
-      const base = benchNode(c.op, c.keyLen, size);
-      record({ bench: c.bench, case: String(size), impl: 'node-crypto', value: base, unit: 'MB/s' });
-      if (hz) note(`  wasm ${(hz / (wasm * 1e6)).toFixed(1)} cycles/byte at ${(hz / 1e9).toFixed(2)} GHz`);
+      record({ bench: c.bench, case: String(size), impl: 'wasm', value: median(r.wasm), unit: 'MB/s' });
+      if (inPool)
+        record({
+          bench: c.bench,
+          case: String(size),
+          impl: 'wasm-pool',
+          value: median(r.pool),
+          unit: 'MB/s',
+        });
+      record({
+        bench: c.bench,
+        case: String(size),
+        impl: 'node-crypto',
+        value: median(r.node),
+        unit: 'MB/s',
+      });
+      const cpuW = median(r.wasmCpu);
+      const cpuN = median(nodeCpu);
+      note(
+        `  per CPU-second: wasm ${cpuW.toFixed(0)} MB/s` +
+          (hz ? ` (${(hz / (cpuW * 1e6)).toFixed(1)} cycles/byte at ${(hz / 1e9).toFixed(2)} GHz)` : '') +
+          `, node-crypto ${cpuN.toFixed(0)} MB/s, ratio ${(cpuW / cpuN).toFixed(2)}x`,
+      );
     }
   }
 } finally {
