@@ -2,7 +2,7 @@
 // an address on it; frames written with writeBatch reach that namespace's stack and its replies
 // come back through readBatch. Needs root; skipped otherwise.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -221,9 +221,9 @@ test('IFF_VNET_HDR: a partial-checksum frame is completed by the kernel, replies
 }, async () => {
   const tap = tapInNs(`vxt${sfx}c`, { vnetHdr: true });
   const port = 40000 + Math.floor(Math.random() * 1000);
-  const listener = execFileAsync(NS, port);
+  const listener = udpListener(NS, port);
   try {
-    await sleep(300);
+    await listener.ready;
     const batch = new PacketBatch({ capacity: 4 });
     // UDP datagram whose checksum field holds only the pseudo-header sum (as a TSO/CSUM sender
     // leaves it). Without VNET_F_NEEDS_CSUM the namespace would drop it as corrupt.
@@ -240,7 +240,7 @@ test('IFF_VNET_HDR: a partial-checksum frame is completed by the kernel, replies
     new DataView(hdr.buffer).setUint16(VNET_CSUM_OFFSET, 6, true);
     put(batch, [f], [hdr]);
     assert.equal(tap.writeBatch(batch.descs, 1), 1);
-    assert.equal(await listener, 'vnet-hdr-ok');
+    assert.equal(await listener.text, 'vnet-hdr-ok');
     // The listener answers; a UDP send through a TAP with TUN_F_CSUM leaves the checksum partial.
     const pong = await readUntil(
       tap,
@@ -254,20 +254,33 @@ test('IFF_VNET_HDR: a partial-checksum frame is completed by the kernel, replies
     assert.equal(new TextDecoder().decode(pong.frame.subarray(42)), 'pong');
   } finally {
     tap.close();
-    await listener.catch(() => {});
+    await listener.text.catch(() => {});
   }
 });
 
-/** Receives one UDP datagram on `port` inside `ns` (3 s timeout), answers 'pong', resolves with its text. */
-function execFileAsync(ns: string, port: number): Promise<string> {
-  const py = `import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',${port}));s.settimeout(3);d,a=s.recvfrom(2000);s.sendto(b'pong',a);print(d.decode(),end='')`;
-  return new Promise((resolve, reject) => {
-    import('node:child_process').then(({ execFile }) =>
-      execFile('ip', ['netns', 'exec', ns, 'python3', '-c', py], (err, out) =>
-        err ? reject(err) : resolve(out),
-      ),
+/**
+ * Receives one UDP datagram on `port` inside `ns` (5 s timeout), answers 'pong'. `ready` resolves
+ * once the socket is bound (a loaded machine can take longer than any fixed sleep to start python);
+ * `text` resolves with the datagram's text.
+ */
+function udpListener(ns: string, port: number): { ready: Promise<void>; text: Promise<string> } {
+  const py = `import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',${port}));print('ready',flush=True);s.settimeout(5);d,a=s.recvfrom(2000);s.sendto(b'pong',a);print(d.decode(),end='')`;
+  const child = spawn('ip', ['netns', 'exec', ns, 'python3', '-c', py], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  const ready = new Promise<void>((resolve) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (out.startsWith('ready\n')) resolve();
+    });
+  });
+  const text = new Promise<string>((resolve, reject) => {
+    child.on('close', (code) =>
+      code === 0 ? resolve(out.slice(6)) : reject(new Error(`listener exited ${code}`)),
     );
   });
+  return { ready, text };
 }
 
 test('IFF_VNET_HDR + TSO: a TCP stream crosses TAP -> TAP as frames larger than the MTU, intact', {
@@ -314,7 +327,13 @@ print(h.hexdigest(),end='')`,
     await sleep(300);
     const client = pyIn(
       NS,
-      `import socket,hashlib,random;random.seed(7);b=random.randbytes(8<<20);s=socket.create_connection(('10.201.8.2',${port}));s.sendall(b);s.close();print(hashlib.sha256(b).hexdigest(),end='')`,
+      // Retries until the server (started just before, maybe slowly on a loaded machine) listens.
+      `import socket,hashlib,random,time;random.seed(7);b=random.randbytes(8<<20)
+for i in range(100):
+  try:
+    s=socket.create_connection(('10.201.8.2',${port}));break
+  except ConnectionRefusedError: time.sleep(0.05)
+s.sendall(b);s.close();print(hashlib.sha256(b).hexdigest(),end='')`,
     );
     const [sent, got] = await Promise.all([client, server]);
     assert.equal(got, sent, 'the stream arrived intact');
