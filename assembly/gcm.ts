@@ -6,10 +6,12 @@
 // the XOR of all tag bytes and only the final pass/fail (which the caller learns anyway) is branched on.
 //
 // Counter blocks go to AES 8 at a time. The first call also encrypts J0 (nonce || 1), whose
-// keystream E(K, J0) masks the tag, so a 64-byte packet costs one 8-block AES call.
-// Open hashes the AAD and the whole ciphertext first, then decrypts the first 112 bytes (the call
-// that yields E(K, J0)), checks the tag, and on failure stops: the rest is
-// never decrypted; the whole text is zeroed, so no plaintext stays in the buffer.
+// keystream E(K, J0) masks the tag, so a 64-byte packet costs one 8-block AES call; in a group of
+// 16 (below), a message whose text fills whole calls takes E(K, J0) from a call shared with others.
+// Open hashes the AAD and the whole ciphertext first. If E(K, J0) is already known it checks the
+// tag before decrypting anything; otherwise it decrypts the first 112 bytes (the call that yields
+// E(K, J0)), checks the tag, and on failure stops. Either way a failed message's text is zeroed,
+// so no plaintext stays in the buffer.
 //
 // Every export takes the key context pointer (layout GCM_CTX_* in constants.ts) and the batch; the
 // context is read-only after gcm_init, so several threads may use one context at once.
@@ -187,17 +189,71 @@ function ghash16Group(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
   ghash16_transpose(y, scratch + GCM_SC_ROWS);
 }
 
+/**
+ * True when a message's text is a whole number of 8-block AES calls (e.g. 1400 bytes = 88 blocks):
+ * J0 would then cost it one more call of which 7 blocks are wasted, so its E(K, J0) comes from a
+ * call shared with up to 7 other messages of the group instead.
+ */
+@inline function sharedJ0(n: usize): bool {
+  const b = (n + 15) >> 4;
+  return b != 0 && (b & 7) == 0;
+}
+
+/** E(K, J0) of the group's sharedJ0 messages, 8 per AES call, into scratch + GCM_SC_EJ0 + 16j. */
+function groupJ0(rk: usize, nr: i32, d: usize, scratch: usize): void {
+  const list = scratch + GCM_SC_TMP; // up to 16 J0 blocks
+  const out = list + 256; // 128 bytes of keystream
+  const lanes = list + 384; // their message indices, one byte each
+  let count: usize = 0;
+  for (let j: usize = 0; j < 16; j++) {
+    const dj = d + j * GCMD_SIZE;
+    if (!sharedJ0(<usize>load<u32>(dj + GCMD_TEXT_LEN))) continue;
+    v128.store(list + (count << 4), i32x4.replace_lane(nonceBlock(<usize>load<u32>(dj + GCMD_NONCE)), 3, bswap<u32>(1)));
+    store<u8>(lanes + count, <u8>j);
+    count++;
+  }
+  for (let c: usize = 0; c < count; c += 8) {
+    // Lanes past `count` encrypt stale blocks whose output is ignored.
+    const l = list + (c << 4);
+    memory.fill(out, 0, 128);
+    aes_encrypt8_xor(
+      rk,
+      nr,
+      v128.load(l),
+      v128.load(l, 16),
+      v128.load(l, 32),
+      v128.load(l, 48),
+      v128.load(l, 64),
+      v128.load(l, 80),
+      v128.load(l, 96),
+      v128.load(l, 112),
+      out,
+      128,
+      0,
+    );
+    const m = count - c < 8 ? count - c : 8;
+    for (let k: usize = 0; k < m; k++) {
+      v128.store(scratch + GCM_SC_EJ0 + (<usize>load<u8>(lanes + c + k) << 4), v128.load(out + (k << 4)));
+    }
+  }
+}
+
 function seal16(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
+  groupJ0(rk, nr, d, scratch);
   for (let j: usize = 0; j < 16; j++) {
     const dj = d + j * GCMD_SIZE;
     const text = <usize>load<u32>(dj + GCMD_TEXT);
     const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
     const iv = nonceBlock(<usize>load<u32>(dj + GCMD_NONCE));
-    const first = n < 112 ? n : 112;
-    v128.store(scratch + GCM_SC_EJ0 + (j << 4), ctr8(rk, nr, iv, 1, text, first, 1));
-    ctrRest(rk, nr, iv, 9, text, first, n);
+    if (sharedJ0(n)) {
+      ctrRest(rk, nr, iv, 2, text, 0, n);
+    } else {
+      const first = n < 112 ? n : 112;
+      v128.store(scratch + GCM_SC_EJ0 + (j << 4), ctr8(rk, nr, iv, 1, text, first, 1));
+      ctrRest(rk, nr, iv, 9, text, first, n);
+    }
   }
   ghash16Group(ctx, d, rounds, scratch);
   for (let j: usize = 0; j < 16; j++) {
@@ -212,14 +268,39 @@ function open16(ctx: usize, d: usize, rounds: u32, scratch: usize): u32 {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
   ghash16Group(ctx, d, rounds, scratch);
+  groupJ0(rk, nr, d, scratch);
   let failed: u32 = 0;
   for (let j: usize = 0; j < 16; j++) {
     const dj = d + j * GCMD_SIZE;
-    const st = openTail(rk, nr, dj, v128.load(scratch + GCM_SC_ROWS + (j << 4)));
+    const y = v128.load(scratch + GCM_SC_ROWS + (j << 4));
+    const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
+    let st: u32;
+    if (sharedJ0(n)) {
+      // E(K, J0) is known before any decryption: the tag is checked first.
+      const text = <usize>load<u32>(dj + GCMD_TEXT);
+      const tag = v128.xor(y, v128.load(scratch + GCM_SC_EJ0 + (j << 4)));
+      if (tagDiffers(tag, <usize>load<u32>(dj + GCMD_TAG), load<u32>(dj + GCMD_TAG_LEN))) {
+        memory.fill(text, 0, n);
+        st = GCM_ERR_AUTH;
+      } else {
+        ctrRest(rk, nr, nonceBlock(<usize>load<u32>(dj + GCMD_NONCE)), 2, text, 0, n);
+        st = GCM_OK;
+      }
+    } else {
+      st = openTail(rk, nr, dj, y);
+    }
     store<u32>(dj + GCMD_STATUS, st);
     if (st != GCM_OK) failed++;
   }
   return failed;
+}
+
+/** Constant-time tag check: accumulates the differences, branches only on the overall result. */
+@inline function tagDiffers(tag: v128, tp: usize, tagLen: u32): bool {
+  let diff = i64x2.extract_lane(tag, 0) ^ load<u64>(tp);
+  if (tagLen == 16) diff |= i64x2.extract_lane(tag, 1) ^ load<u64>(tp, 8);
+  else if (tagLen == 12) diff |= <u64>(i32x4.extract_lane(tag, 2) ^ load<u32>(tp, 8));
+  return diff != 0;
 }
 
 @inline function validTagLen(t: u32): bool {
@@ -313,12 +394,7 @@ function openTail(rk: usize, nr: i32, d: usize, y: v128): u32 {
   const iv = nonceBlock(<usize>load<u32>(d + GCMD_NONCE));
   const first = n < 112 ? n : 112;
   const tag = v128.xor(y, ctr8(rk, nr, iv, 1, text, first, 1));
-  const tp = <usize>load<u32>(d + GCMD_TAG);
-  // Constant-time comparison: accumulate differences, branch only on the overall result.
-  let diff = i64x2.extract_lane(tag, 0) ^ load<u64>(tp);
-  if (tagLen == 16) diff |= i64x2.extract_lane(tag, 1) ^ load<u64>(tp, 8);
-  else if (tagLen == 12) diff |= <u64>(i32x4.extract_lane(tag, 2) ^ load<u32>(tp, 8));
-  if (diff != 0) {
+  if (tagDiffers(tag, <usize>load<u32>(d + GCMD_TAG), tagLen)) {
     memory.fill(text, 0, n);
     return GCM_ERR_AUTH;
   }
