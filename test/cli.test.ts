@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { ip } from '../src/kernel/exec.js';
+import { netnsState } from '../src/kernel/netns.js';
 import { createHost, root, type TestHost } from './daemon-host.js';
 
 const skip = root ? false : 'needs root (network namespaces)';
@@ -177,5 +178,27 @@ test('docker-like flow: network create/ls/inspect, run, ps, exec, attach, fdb, p
   assert.match(running.stderr, /^vxnet: ERR_CONTAINER_RUNNING: /);
   await ok(['rm', '-f', 'srv', 'cli']);
   await ok(['network', 'rm', 'web']);
+  assert.deepEqual(await h.namespaces(), []);
+});
+
+test('`ip netns exec HOST vxnet daemon` works too: its namespaces are visible outside', {
+  skip,
+}, async () => {
+  h.daemon!.kill('SIGTERM');
+  assert.equal(await h.exited(), 0);
+  await h.start({}, { launcher: 'ip-netns-exec' });
+  await h.client.call('POST', '/networks/create', { Name: 'viaexec' });
+  const r = await h.cli(['run', '-d', '--net', 'viaexec', '--name', 'v', '--', 'sleep', '60']);
+  assert.equal(r.code, 0, r.stderr);
+  const ns = (await h.namespaces()).find((n) => n.startsWith('vxct-'))!;
+  assert.equal(netnsState(ns), 'live', 'mounted where this process sees it');
+  assert.match(
+    (await h.cli(['exec', 'v', '--', 'ip', '-br', 'link', 'show', 'dev', 'eth0'])).stdout,
+    /^eth0@/,
+  );
+  await h.client.call('DELETE', '/containers/v?force=1');
+  await h.client.call('DELETE', '/networks/viaexec');
+  h.daemon!.kill('SIGTERM');
+  assert.equal(await h.exited(), 0);
   assert.deepEqual(await h.namespaces(), []);
 });

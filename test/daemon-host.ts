@@ -31,7 +31,8 @@ export interface TestHost {
   daemon?: ChildProcess;
   /** Output of the current daemon (JSON log lines). */
   output: string[];
-  start(env?: Record<string, string>): Promise<ChildProcess>;
+  /** Starts the daemon inside the host: by `nsenter --net` (default) or `ip netns exec`. */
+  start(env?: Record<string, string>, o?: { launcher?: 'nsenter' | 'ip-netns-exec' }): Promise<ChildProcess>;
   /** Waits for the daemon process to exit; resolves its exit code or signal. */
   exited(): Promise<number | string>;
   /** Namespaces of this host's vxnet objects. */
@@ -56,11 +57,15 @@ export async function createHost(): Promise<TestHost> {
     socket: join(stateDir, 'vxnet.sock'),
     client: new Client(join(stateDir, 'vxnet.sock')),
     output: [],
-    async start(env = {}) {
+    async start(env = {}, o = {}) {
+      const enter =
+        o.launcher === 'ip-netns-exec'
+          ? ['ip', 'netns', 'exec', h.ns]
+          : ['nsenter', `--net=/run/netns/${h.ns}`];
       const child = spawn(
-        'nsenter',
+        enter[0]!,
         [
-          `--net=/run/netns/${h.ns}`,
+          ...enter.slice(1),
           process.execPath,
           '--import',
           'tsx',

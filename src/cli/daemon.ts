@@ -1,5 +1,13 @@
 // `vxnet daemon`: runs the daemon in the foreground until SIGTERM/SIGINT (JSON logs on stdout).
+//
+// Started as `ip netns exec HOST vxnet daemon`, the process lands in a private mount namespace
+// (ip netns exec makes one to remount /sys), where the namespaces the daemon creates would be
+// mounted in a /run/netns nobody else sees. So in that case it runs itself again in its parent's
+// mount namespace (network namespace unchanged) and relays signals and the exit code; started
+// with `nsenter --net=/run/netns/HOST`, nothing of the kind happens.
 
+import { spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import { VxError } from '../errors.js';
 import { type Command, positionals } from './args.js';
 
@@ -20,6 +28,8 @@ export const daemon: Command = {
   },
   async run(p, ctx) {
     positionals(p, this, []);
+    const outer = parentMountNs();
+    if (outer !== undefined) return rerunIn(outer);
     const { PORT_KINDS, startDaemon } = await import('../daemon/daemon.js');
     const kind = (p.flags['vxlan-port'] as string | undefined) ?? 'kernel';
     const make = PORT_KINDS[kind];
@@ -50,3 +60,36 @@ export const daemon: Command = {
     return 0;
   },
 };
+
+/** The parent's mount namespace when it differs from ours (we were started by `ip netns exec`). */
+function parentMountNs(): string | undefined {
+  if (process.env.VXNET_MOUNT_NS_REENTERED) return undefined;
+  try {
+    const outer = `/proc/${process.ppid}/ns/mnt`;
+    return readlinkSync('/proc/self/ns/mnt') === readlinkSync(outer) ? undefined : outer;
+  } catch {
+    return undefined;
+  }
+}
+
+function rerunIn(mountNs: string): Promise<number> {
+  const argv = [
+    `--mount=${mountNs}`,
+    `--wd=${process.cwd()}`,
+    '--',
+    process.execPath,
+    ...process.execArgv,
+    ...process.argv.slice(1),
+  ];
+  const child = spawn('nsenter', argv, {
+    stdio: 'inherit',
+    env: { ...process.env, VXNET_MOUNT_NS_REENTERED: '1' },
+  });
+  const relay = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGTERM', relay);
+  process.on('SIGINT', relay);
+  return new Promise((resolve, reject) => {
+    child.once('error', (e) => reject(new VxError('ERR_SPAWN', `could not re-run the daemon: ${e.message}`)));
+    child.once('exit', (code, signal) => resolve(code ?? (signal === 'SIGTERM' ? 0 : 1)));
+  });
+}
