@@ -2,15 +2,19 @@
 //
 // A worker round trip costs about 90 us (FACTS.md), mostly waking a thread, so the pool only pays
 // it for big batches: a batch is cut into at most `threads` contiguous slices of at least
-// `minTaskBytes` text bytes each, one task per slice; a batch smaller than one slice runs inline on
-// the calling thread (a resolved promise, no round trip). Tasks are {op, ctx, descs, n, scratch}:
-// a key context, a slice of a descriptor array and a scratch region lent by the main thread for
-// the task's duration (so no two running tasks share one), never packet bytes; each worker instantiated the
-// module on the shared memory once, at start (workerData). Results (per-descriptor statuses) are in
-// shared memory when the promise resolves.
+// `minTaskBytes` text bytes each, one task per slice; a batch too small for two slices runs inline
+// on the calling thread (a resolved promise, no round trip). Tasks are {op, ctx, descs, n,
+// scratch}: a key context, a slice of a descriptor array and a scratch region lent by the main
+// thread for the task's duration (so no two running tasks share one), never packet bytes; each
+// worker instantiated the module on the shared memory once, at start (workerData). Results
+// (per-descriptor statuses) are in shared memory when the promise resolves.
 //
-// The default minTaskBytes (256 KiB) comes from bench:crypto: at ~200 MB/s per core a task then
-// runs ~1.3 ms, so the ~90 us round trip costs under 10%.
+// The default minTaskBytes (512 KiB) was chosen by measurement on the 2-core machine (1400-byte
+// messages, 2 batches in flight, throughput per CPU-second of the pool vs one thread; see
+// bench:crypto): tasks of 88 KiB kept 66-72% of a thread's efficiency, 256 KiB 81%, 512 KiB
+// 87-90%, 1 MiB 96%. Below that the ~90 us round trip (FACTS.md) and the main thread's share of
+// each task dominate. So one worker task carries at least ~1.5 ms of work; a data path hands the
+// pool what it has accumulated over several receive batches, not one recvmmsg batch.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
@@ -23,13 +27,13 @@ import type { GcmTask } from './worker.js';
 export interface GcmPoolOptions {
   /** Worker threads (default: all cores). */
   threads?: number;
-  /** Smallest slice of a batch worth a worker round trip, in text bytes (default 256 KiB). */
+  /** Smallest slice of a batch worth a worker round trip, in text bytes (default 512 KiB). */
   minTaskBytes?: number;
   /** The WASM instance whose memory the workers share (default: the main core). */
   core?: WasmCore;
 }
 
-export const DEFAULT_MIN_TASK_BYTES = 256 * 1024;
+export const DEFAULT_MIN_TASK_BYTES = 512 * 1024;
 
 /** The worker entry next to this file: worker.ts under tsx (src/), worker.js when built (dist/). */
 function workerFile(): string {
