@@ -13,7 +13,8 @@
 // 3. `io-forward` (case `tcp`): two namespaces, each with a TAP (10.77.x.1 and .2, MTU 1450); a
 //    copy forwarder in this process (no VXLAN, no WASM pipeline) carries each TAP's frames to the
 //    other side's UDP socket on loopback and back; iperf3 TCP from one namespace to the other for
-//    3 s, one run per mechanism (Gbit/s as iperf3's receiver reports it):
+//    3 s, one run per mechanism (Gbit/s as iperf3's receiver reports it); before it, `io-rtt`
+//    (case `p50`): the median of 190 ping RTTs through the same forwarder, idle otherwise:
 //    - `dgram-readsync` (baseline): TAP readiness from epoll, fs.readSync until EAGAIN, dgram out,
 //      fs.writeSync in (the plain-JS forwarder of FACTS.md);
 //    - `koffi-loop`: the seams (TapDevice/UdpBind batches) driven on the main event loop by
@@ -31,6 +32,7 @@
 //      coalesces each GRO'd buffer back into one TSO frame (one TAP write per ~64 KB);
 //    - `plain`: one frame per datagram, recvmmsg/sendmmsg batches, one TAP write per frame;
 //    - `kernel-vxlan` (baseline): the kernel's vxlan device on the same veth.
+//    Before iperf3, `io-rtt` (case `p50-veth1500`): median ping RTT as in 3.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -48,7 +50,7 @@ import { UdpBind } from '../src/io/udp.js';
 import { IoWorker } from '../src/io/worker.js';
 import { core } from '../src/wasm/module.js';
 import { type HostHandle, hostPumps } from './io/forward.js';
-import { note, rate, record, report } from './lib.js';
+import { median, note, rate, record, report } from './lib.js';
 
 const require = createRequire(import.meta.url);
 const rawSocket = require('raw-socket');
@@ -250,6 +252,19 @@ async function iperf(client = NS[0]!, server = NS[1]!, ip = IPS[1]!): Promise<nu
   }
 }
 
+/** Median ping RTT (us) from NS[0] to IPS[1] through the forwarder: 200 pings, 5 ms apart. */
+async function pingP50(client = NS[0]!, ip = IPS[1]!): Promise<number> {
+  // Not execFileSync: the event-loop driver must keep running while ping waits for replies.
+  const p = spawn('ip', ['netns', 'exec', client, 'ping', '-c', '200', '-i', '0.005', '-W', '1', ip]);
+  let out = '';
+  p.stdout.on('data', (d) => {
+    out += d;
+  });
+  await once(p, 'close');
+  const times = [...out.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
+  return times.length > 10 ? median(times.slice(10)) : Number.NaN;
+}
+
 // ---- Two hosts on a veth underlay (MTU 1500), a forwarder process inside each -------------------
 const HOSTS = [`vxb-h1-${sfx}`, `vxb-h2-${sfx}`];
 const UNDER = ['10.200.0.1', '10.200.0.2'];
@@ -316,6 +331,8 @@ async function vethForward(impl: 'kernel-vxlan' | 'plain' | 'tso'): Promise<void
         await once(p.stdout!, 'data');
       }
     }
+    const rtt = await pingP50(HOSTS[0]!, '10.78.0.2');
+    record({ bench: 'io-rtt', case: 'p50-veth1500', impl, value: rtt, unit: 'us' });
     const gbps = await iperf(HOSTS[0]!, HOSTS[1]!, '10.78.0.2');
     record({ bench: 'io-forward', case: 'tcp-veth1500', impl, value: gbps, unit: 'Gbit/s' });
   } finally {
@@ -395,6 +412,7 @@ async function forwarder(impl: string): Promise<void> {
         await Promise.all(stops.map((f) => f()));
       };
     }
+    record({ bench: 'io-rtt', case: 'p50', impl, value: await pingP50(), unit: 'us' });
     const gbps = await iperf();
     record({ bench: 'io-forward', case: 'tcp', impl, value: gbps, unit: 'Gbit/s' });
   } finally {

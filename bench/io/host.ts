@@ -12,7 +12,7 @@
 // bytes. The receiver has UDP_GRO: one recvmmsg slot holds up to 64 KB of same-size datagrams,
 // which `coalesce` turns back into one TSO frame (TapDevice.writeGather: one writev, no copy).
 // This is the work the WASM pipeline has to do around VXLAN; the JS here only measures the I/O.
-// VXDBG=1 prints counters to stderr once a second; VXPROF=<s> exits after s seconds (for --cpu-prof).
+// VXSPIN=<us> busy-polls that long after the last packet. VXDBG=1 prints counters to stderr once a second; VXPROF=<s> exits after s seconds (for --cpu-prof).
 import {
   DESC_AUX,
   DESC_LEN,
@@ -275,4 +275,8 @@ const pumps: Pump[] = [
   },
 ];
 process.stdout.write('ready\n');
-runBlocking(pumps, { stop: new Int32Array(new SharedArrayBuffer(4)), waker: new Waker() });
+runBlocking(pumps, {
+  stop: new Int32Array(new SharedArrayBuffer(4)),
+  waker: new Waker(),
+  spinUs: Number(process.env.VXSPIN ?? 0),
+});

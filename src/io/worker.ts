@@ -29,6 +29,8 @@ export interface IoService {
   /** Periodic work on the I/O thread (ageing, draining events), every `tickMs` (default 1000). */
   onTick?: () => void;
   tickMs?: number;
+  /** Busy-poll after traffic (runBlocking's spinUs; default 0: bench/io.ts found it hurts on 2 shared cores). */
+  spinUs?: number;
 }
 
 /** Handed to the factory: `emit` sends a message to the main thread's `onEvent`. */
@@ -164,6 +166,7 @@ export function serveIo<T>(make: (data: T, ctx: IoContext) => IoService | Pump[]
     stop: env.stop,
     waker: new Waker(env.wakerFd),
     onWake,
+    spinUs: svc.spinUs ?? 0,
     ...(svc.onTick ? { onTick: svc.onTick, tickMs: svc.tickMs ?? 1000 } : {}),
   });
   port.postMessage({ moved });
