@@ -1,6 +1,7 @@
 // vxnet as a library: the public API. Everything exported here is documented and typed.
 
 export * as constants from '../assembly/constants.js';
+export { GcmBatch, type GcmBatchOptions, type GcmSlotInput } from './crypto/batch.js';
 export {
   GcmKey,
   type GcmMessage,
