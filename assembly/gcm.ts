@@ -1,7 +1,8 @@
 // AES-GCM (NIST SP 800-38D) over batches of messages, in place, 96-bit nonces, tags of 16/12/8 bytes.
 //
 // Owns the mode: counter blocks, the order of AES and GHASH, tags. The primitives are aes.ts
-// (bitsliced AES, 8 blocks per call) and ghash.ts (constant-time GHASH, 4 blocks per reduction);
+// (bitsliced AES, 8 blocks per call) and ghash.ts (constant-time GHASH: one message with 4 blocks
+// per reduction, or 16 messages at once through swizzle tables);
 // both are constant-time, and this file adds no secret-dependent branch or index: the tag check ORs
 // the XOR of all tag bytes and only the final pass/fail (which the caller learns anyway) is branched on.
 //
@@ -13,8 +14,9 @@
 // E(K, J0)), checks the tag, and on failure stops. Either way a failed message's text is zeroed,
 // so no plaintext stays in the buffer.
 //
-// Every export takes the key context pointer (layout GCM_CTX_* in constants.ts) and the batch; the
-// context is read-only after gcm_init, so several threads may use one context at once.
+// Every export takes the key context pointer (layout GCM_CTX_* in constants.ts), the batch and a
+// scratch region owned by the calling thread (GCM_SC_*); the context is read-only after gcm_init,
+// so several threads may use one context at once. No module global holds state.
 import { aes_encrypt8_xor, aes_expand } from './aes';
 import {
   GCM_CTX_H,
