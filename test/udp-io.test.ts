@@ -7,8 +7,9 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DESC_ADDR, DESC_AUX, DESC_LEN, DESC_PTR } from '../assembly/constants.js';
 import { PacketBatch } from '../src/io/batch.js';
+import { MemView } from '../src/io/memview.js';
 import { readSockaddr, writeSockaddr } from '../src/io/sockaddr.js';
-import { UdpBind } from '../src/io/udp.js';
+import { expandGro, UdpBind } from '../src/io/udp.js';
 import { core } from '../src/wasm/module.js';
 
 interface Rx {
@@ -261,4 +262,32 @@ test('sendGather: headers built apart from their payload leave as GSO segments [
     );
   }
   assert.ok(got.some((g) => g.equals(Buffer.alloc(8, 0xa0))));
+});
+
+test('expandGro turns GRO-coalesced buffers into one descriptor per datagram', () => {
+  const inb = new PacketBatch({ capacity: 3 });
+  const out = new PacketBatch({ capacity: 16 });
+  const dv = core().dv();
+  const set = (i: number, ptr: number, len: number, addr: number, aux: number) => {
+    dv.setUint32(inb.desc(i) + DESC_PTR, ptr, true);
+    dv.setUint32(inb.desc(i) + DESC_LEN, len, true);
+    dv.setUint32(inb.desc(i) + DESC_ADDR, addr, true);
+    dv.setUint32(inb.desc(i) + DESC_AUX, aux, true);
+  };
+  set(0, 1000, 250, 7, 100); // 100 + 100 + 50
+  set(1, 5000, 60, 8, 0); // not coalesced
+  set(2, 9000, 200, 9, 100); // exactly 2 segments
+  const view = new MemView(core().memory);
+  const get = (i: number) =>
+    [DESC_PTR, DESC_LEN, DESC_ADDR, DESC_AUX].map((f) => dv.getUint32(out.desc(i) + f, true));
+  assert.equal(expandGro(view, inb.descs, 3, out.descs, 16), 6);
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map(get), [
+    [1000, 100, 7, 0],
+    [1100, 100, 7, 0],
+    [1200, 50, 7, 0],
+    [5000, 60, 8, 0],
+    [9000, 100, 9, 0],
+    [9100, 100, 9, 0],
+  ]);
+  assert.equal(expandGro(view, inb.descs, 3, out.descs, 4), 4, 'stops at the output capacity');
 });

@@ -4,6 +4,7 @@
 export { PacketBatch, type PacketBatchHandle, type PacketBatchOptions } from './batch.js';
 export { FakeTap, FakeUdp, FakeUnderlay } from './fake.js';
 export { memBase } from './libc.js';
+export { MemView } from './memview.js';
 export { type DriverOptions, EpollSet, EventLoopDriver, type Pump, runBlocking, Waker } from './poller.js';
 export { type RawOptions, RawSender } from './raw.js';
 export type { TapSeam, UdpSeam } from './seams.js';
@@ -17,4 +18,4 @@ export {
   TUN_F_TSO4,
   TUN_F_TSO6,
 } from './tap.js';
-export { GATHER_IOVS, UdpBind, type UdpHandle, type UdpOptions } from './udp.js';
+export { expandGro, GATHER_IOVS, UdpBind, type UdpHandle, type UdpOptions } from './udp.js';

@@ -489,3 +489,33 @@ function setBuf(fd: number, force: number, plain: number, bytes: number): void {
     );
   }
 }
+
+/**
+ * Expands the GRO'd datagrams of a received batch into one descriptor per original datagram:
+ * descriptor i of `descs` (DESC_AUX = segment size, 0 when not coalesced) becomes ceil(LEN / AUX)
+ * descriptors at `out` with the same DESC_ADDR, consecutive DESC_PTR, DESC_AUX = 0, so a
+ * one-datagram-per-descriptor consumer (decap) can take them. Stops when `outCapacity` is
+ * reached; returns how many descriptors it wrote. The payloads stay where they are.
+ */
+export function expandGro(view: MemView, descs: number, n: number, out: number, outCapacity: number): number {
+  const u32 = view.u32();
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const d = (descs + i * DESC_SIZE) >>> 2;
+    const ptr = u32[d + (DESC_PTR >> 2)]!;
+    const len = u32[d + (DESC_LEN >> 2)]!;
+    const addr = u32[d + (DESC_ADDR >> 2)]!;
+    const seg = u32[d + (DESC_AUX >> 2)]! || len;
+    for (let off = 0; off < len || (len === 0 && off === 0); off += seg || 1) {
+      if (k === outCapacity) return k;
+      const o = (out + k * DESC_SIZE) >>> 2;
+      u32[o + (DESC_PTR >> 2)] = ptr + off;
+      u32[o + (DESC_LEN >> 2)] = Math.min(seg, len - off);
+      u32[o + (DESC_ADDR >> 2)] = addr;
+      u32[o + (DESC_AUX >> 2)] = 0;
+      k++;
+      if (len === 0) break;
+    }
+  }
+  return k;
+}
