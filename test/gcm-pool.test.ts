@@ -73,3 +73,14 @@ test('pool runs small batches inline and rejects use after close', async () => {
   await pool.close();
   await assert.rejects(pool.sealBatch(key, batch.descs, 2), { code: 'ERR_POOL_CLOSED' });
 });
+
+test('a descriptor pointing outside memory fails the pool batch with ERR_OUT_OF_BOUNDS', async (t) => {
+  const pool = new GcmPool({ threads: 2, minTaskBytes: 16 });
+  t.after(() => pool.close());
+  const key = GcmKey.create(crypto.randomBytes(16));
+  const batch = new GcmBatch({ slots: 4, maxText: 64 });
+  for (let i = 0; i < 4; i++) batch.set(i, { nonce: crypto.randomBytes(12), text: crypto.randomBytes(64) });
+  batch.core.dv().setUint32(batch.descs + 3 * 32, 0xfffffff0, true); // text address of message 3
+  await assert.rejects(pool.sealBatch(key, batch.descs, 4), { code: 'ERR_OUT_OF_BOUNDS' });
+  assert.throws(() => sealBatch(key, batch.descs, 4), { code: 'ERR_OUT_OF_BOUNDS' });
+});

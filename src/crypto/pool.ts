@@ -103,6 +103,8 @@ export class GcmPool {
         const scratch = this.#freeScratch.pop() ?? this.core.alloc(GCM_SCRATCH_SIZE);
         try {
           return await piscina.run({ op, ctx: key.ctx, descs: descs + start * GCMD_SIZE, n: count, scratch });
+        } catch (cause) {
+          throw new VxError('ERR_OUT_OF_BOUNDS', 'a GCM descriptor points outside WASM memory', { cause });
         } finally {
           this.#freeScratch.push(scratch);
         }
