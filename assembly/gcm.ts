@@ -28,6 +28,7 @@ import {
   GCM_ERR_KEY_LEN,
   GCM_ERR_TAG_LEN,
   GCM_OK,
+  GCM_WINDOW,
   GCMD_AAD,
   GCMD_AAD_LEN,
   GCMD_NONCE,
@@ -38,6 +39,8 @@ import {
   GCMD_TEXT,
   GCMD_TEXT_LEN,
   GCM_SC_EJ0,
+  GCM_SC_LIST,
+  GCM_SC_ORDER,
   GCM_SC_ROWS,
   GCM_SC_TMP,
   GCM_SC_X,
@@ -82,42 +85,66 @@ export function gcm_wipe(ctx: usize, size: usize): void {
  * is GCM_SCRATCH_SIZE bytes owned by the calling thread.
  */
 export function gcm_seal_batch(ctx: usize, descs: usize, n: u32, scratch: usize): u32 {
-  let failed: u32 = 0;
-  let i: u32 = 0;
-  while (i < n) {
-    const d = descs + <usize>i * GCMD_SIZE;
-    const rounds = n - i >= 16 ? groupRounds(d) : 0;
-    if (rounds > 0) {
-      seal16(ctx, d, rounds, scratch);
-      i += 16;
-      continue;
-    }
-    const st = seal1(ctx, d);
-    store<u32>(d + GCMD_STATUS, st);
-    if (st != GCM_OK) failed++;
-    i++;
-  }
-  return failed;
+  return runBatch(ctx, descs, n, scratch, true);
 }
 
 /** Opens each message of the batch in place; returns how many failed (auth or tag length). */
 export function gcm_open_batch(ctx: usize, descs: usize, n: u32, scratch: usize): u32 {
+  return runBatch(ctx, descs, n, scratch, false);
+}
+
+/**
+ * Runs the batch in windows of GCM_WINDOW descriptors. Within a window the messages are taken in
+ * order of length (lengths are public), so runs of 16 similar lengths form GHASH groups even when
+ * the batch mixes sizes; the rest go one at a time. Every message is independent, so the order in
+ * which they are processed does not matter.
+ */
+function runBatch(ctx: usize, descs: usize, n: u32, scratch: usize, seal: bool): u32 {
+  const order = scratch + GCM_SC_ORDER;
+  const list = scratch + GCM_SC_LIST;
   let failed: u32 = 0;
-  let i: u32 = 0;
-  while (i < n) {
-    const d = descs + <usize>i * GCMD_SIZE;
-    const rounds = n - i >= 16 ? groupRounds(d) : 0;
-    if (rounds > 0) {
-      failed += open16(ctx, d, rounds, scratch);
-      i += 16;
-      continue;
+  const window = <u32>GCM_WINDOW;
+  for (let w: u32 = 0; w < n; w += window) {
+    const m: u32 = n - w < window ? n - w : window;
+    const base = descs + <usize>w * GCMD_SIZE;
+    sortByLength(base, m, order);
+    let i: u32 = 0;
+    while (i < m) {
+      if (m - i >= 16) {
+        for (let j: u32 = 0; j < 16; j++) {
+          store<u32>(list + (<usize>j << 2), <u32>(base + <usize>(load<u32>(order + (<usize>(i + j) << 2)) & 0xff) * GCMD_SIZE));
+        }
+        const rounds = groupRounds(list);
+        if (rounds > 0) {
+          if (seal) seal16(ctx, list, rounds, scratch);
+          else failed += open16(ctx, list, rounds, scratch);
+          i += 16;
+          continue;
+        }
+      }
+      const d = base + <usize>(load<u32>(order + (<usize>i << 2)) & 0xff) * GCMD_SIZE;
+      const st = seal ? seal1(ctx, d) : open1(ctx, d);
+      store<u32>(d + GCMD_STATUS, st);
+      if (st != GCM_OK) failed++;
+      i++;
     }
-    const st = open1(ctx, d);
-    store<u32>(d + GCMD_STATUS, st);
-    if (st != GCM_OK) failed++;
-    i++;
   }
   return failed;
+}
+
+/** Writes the m (<= GCM_WINDOW) descriptor indices at base to `order`, shortest GHASH input first. */
+function sortByLength(base: usize, m: u32, order: usize): void {
+  for (let i: u32 = 0; i < m; i++) {
+    const b = hashBlocks(base + <usize>i * GCMD_SIZE);
+    const key: u32 = ((b < 0xffffff ? b : 0xffffff) << 8) | i;
+    // Insertion sort: at most 64 entries, usually already in order (equal sizes).
+    let k = i;
+    while (k > 0 && load<u32>(order + (<usize>(k - 1) << 2)) > key) {
+      store<u32>(order + (<usize>k << 2), load<u32>(order + (<usize>(k - 1) << 2)));
+      k--;
+    }
+    store<u32>(order + (<usize>k << 2), key);
+  }
 }
 
 // ---- groups of 16 messages: GHASH through the 16-lane swizzle tables ---------------------------
@@ -131,12 +158,12 @@ export function gcm_open_batch(ctx: usize, descs: usize, n: u32, scratch: usize)
   return ((load<u32>(d + GCMD_AAD_LEN) + 15) >> 4) + ((load<u32>(d + GCMD_TEXT_LEN) + 15) >> 4) + 1;
 }
 
-/** The rounds (longest message in blocks) if the 16 messages at d form a good group, else 0. */
-function groupRounds(d: usize): u32 {
+/** The rounds (longest message in blocks) if the 16 messages listed form a good group, else 0. */
+function groupRounds(list: usize): u32 {
   let most: u32 = 0;
   let sum: u32 = 0;
   for (let j: usize = 0; j < 16; j++) {
-    const dj = d + j * GCMD_SIZE;
+    const dj = <usize>load<u32>(list + (j << 2));
     if (!validTagLen(load<u32>(dj + GCMD_TAG_LEN))) return 0;
     const m = hashBlocks(dj);
     sum += m;
@@ -176,14 +203,14 @@ function fetchBlock(dst: usize, d: usize, i: i32): void {
   }
 }
 
-/** GHASH of the 16 messages at d over their current texts; row j at scratch + GCM_SC_ROWS. */
-function ghash16Group(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
+/** GHASH of the 16 listed messages over their current texts; row j at scratch + GCM_SC_ROWS. */
+function ghash16Group(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
   const y = scratch + GCM_SC_Y;
   const x = scratch + GCM_SC_X;
   memory.fill(y, 0, 256);
   for (let k: u32 = 0; k < rounds; k++) {
     for (let j: usize = 0; j < 16; j++) {
-      const dj = d + j * GCMD_SIZE;
+      const dj = <usize>load<u32>(list + (j << 2));
       fetchBlock(x + (j << 4), dj, <i32>k - <i32>(rounds - hashBlocks(dj)));
     }
     ghash16_absorb(ctx + GCM_CTX_T, y, x, scratch + GCM_SC_TMP);
@@ -202,21 +229,21 @@ function ghash16Group(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
 }
 
 /** E(K, J0) of the group's sharedJ0 messages, 8 per AES call, into scratch + GCM_SC_EJ0 + 16j. */
-function groupJ0(rk: usize, nr: i32, d: usize, scratch: usize): void {
-  const list = scratch + GCM_SC_TMP; // up to 16 J0 blocks
-  const out = list + 256; // 128 bytes of keystream
-  const lanes = list + 384; // their message indices, one byte each
+function groupJ0(rk: usize, nr: i32, list: usize, scratch: usize): void {
+  const j0s = scratch + GCM_SC_TMP; // up to 16 J0 blocks
+  const out = j0s + 256; // 128 bytes of keystream
+  const lanes = j0s + 384; // their message indices, one byte each
   let count: usize = 0;
   for (let j: usize = 0; j < 16; j++) {
-    const dj = d + j * GCMD_SIZE;
+    const dj = <usize>load<u32>(list + (j << 2));
     if (!sharedJ0(<usize>load<u32>(dj + GCMD_TEXT_LEN))) continue;
-    v128.store(list + (count << 4), i32x4.replace_lane(nonceBlock(<usize>load<u32>(dj + GCMD_NONCE)), 3, bswap<u32>(1)));
+    v128.store(j0s + (count << 4), i32x4.replace_lane(nonceBlock(<usize>load<u32>(dj + GCMD_NONCE)), 3, bswap<u32>(1)));
     store<u8>(lanes + count, <u8>j);
     count++;
   }
   for (let c: usize = 0; c < count; c += 8) {
     // Lanes past `count` encrypt stale blocks whose output is ignored.
-    const l = list + (c << 4);
+    const l = j0s + (c << 4);
     memory.fill(out, 0, 128);
     aes_encrypt8_xor(
       rk,
@@ -240,12 +267,12 @@ function groupJ0(rk: usize, nr: i32, d: usize, scratch: usize): void {
   }
 }
 
-function seal16(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
+function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
-  groupJ0(rk, nr, d, scratch);
+  groupJ0(rk, nr, list, scratch);
   for (let j: usize = 0; j < 16; j++) {
-    const dj = d + j * GCMD_SIZE;
+    const dj = <usize>load<u32>(list + (j << 2));
     const text = <usize>load<u32>(dj + GCMD_TEXT);
     const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
     const iv = nonceBlock(<usize>load<u32>(dj + GCMD_NONCE));
@@ -257,23 +284,23 @@ function seal16(ctx: usize, d: usize, rounds: u32, scratch: usize): void {
       ctrRest(rk, nr, iv, 9, text, first, n);
     }
   }
-  ghash16Group(ctx, d, rounds, scratch);
+  ghash16Group(ctx, list, rounds, scratch);
   for (let j: usize = 0; j < 16; j++) {
-    const dj = d + j * GCMD_SIZE;
+    const dj = <usize>load<u32>(list + (j << 2));
     const tag = v128.xor(v128.load(scratch + GCM_SC_ROWS + (j << 4)), v128.load(scratch + GCM_SC_EJ0 + (j << 4)));
     storeTag(<usize>load<u32>(dj + GCMD_TAG), tag, load<u32>(dj + GCMD_TAG_LEN));
     store<u32>(dj + GCMD_STATUS, GCM_OK);
   }
 }
 
-function open16(ctx: usize, d: usize, rounds: u32, scratch: usize): u32 {
+function open16(ctx: usize, list: usize, rounds: u32, scratch: usize): u32 {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
-  ghash16Group(ctx, d, rounds, scratch);
-  groupJ0(rk, nr, d, scratch);
+  ghash16Group(ctx, list, rounds, scratch);
+  groupJ0(rk, nr, list, scratch);
   let failed: u32 = 0;
   for (let j: usize = 0; j < 16; j++) {
-    const dj = d + j * GCMD_SIZE;
+    const dj = <usize>load<u32>(list + (j << 2));
     const y = v128.load(scratch + GCM_SC_ROWS + (j << 4));
     const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
     let st: u32;
