@@ -297,39 +297,6 @@ export const GCM_CTX_RK = 320; // bitsliced round keys (1920 bytes)
 export const GCM_CTX_H = 2240; // GHASH key: H^1..H^4 in multiply-ready parts (768 bytes)
 export const GCM_CTX_T = 3072; // GHASH 16-lane swizzle tables for H (8192 bytes)
 // Per-thread scratch every batch call takes (the caller owns it; never shared between threads).
-export const GCM_SCRATCH_SIZE = 2048;
-export const GCM_SC_Y = 0; // 16-lane GHASH state, transposed (256 bytes)
-export const GCM_SC_X = 256; // 16 input blocks, one per message (256 bytes)
-export const GCM_SC_TMP = 512; // ghash16_absorb scratch (768 bytes)
-export const GCM_SC_EJ0 = 1280; // E(K, J0) of 16 messages (256 bytes)
-export const GCM_SC_ROWS = 1536; // 16 GHASH results, one row per message (256 bytes)
-// A GCM batch is an array of GCMD_SIZE-byte descriptors, one per message, all under one key.
-// Seal encrypts the text in place and writes the tag; open checks the tag over AAD and ciphertext
-// and decrypts in place, or on failure zeroes the text (no plaintext is left behind).
-export const GCMD_SIZE = 32;
-export const GCMD_TEXT = 0; // u32: address of the plaintext/ciphertext (transformed in place)
-export const GCMD_TEXT_LEN = 4; // u32: its length in bytes
-export const GCMD_AAD = 8; // u32: address of the additional authenticated data (ESP: SPI + sequence)
-export const GCMD_AAD_LEN = 12; // u32: its length (0 allowed)
-export const GCMD_NONCE = 16; // u32: address of the 12-byte nonce
-export const GCMD_TAG = 20; // u32: address of the tag (seal writes it, open reads it)
-export const GCMD_TAG_LEN = 24; // u32: 16, 12 or 8
-export const GCMD_STATUS = 28; // u32 out: GCM_OK or GCM_ERR_*
-export const GCM_OK = 0;
-export const GCM_ERR_AUTH = 1; // open: tag mismatch (text zeroed)
-export const GCM_ERR_TAG_LEN = 2; // tag length not 16, 12 or 8 (nothing touched)
-export const GCM_ERR_KEY_LEN = 3; // gcm_init: key not 16 or 32 bytes
-
-// ---- AES-GCM (assembly/aes.ts, ghash.ts, gcm.ts; src/crypto/) -----------------------------------
-// A key context is one region of GCM_CTX_SIZE bytes from core().alloc(), expanded once by
-// gcm_init and then only read (several live at once for key rotation; workers share them).
-export const GCM_CTX_SIZE = 11264;
-export const GCM_CTX_NR = 0; // u32: AES rounds (10 or 14); 0 = not initialised
-export const GCM_CTX_KEY = 64; // the host writes the raw key here; gcm_init expands it, then zeroes 256 bytes
-export const GCM_CTX_RK = 320; // bitsliced round keys (1920 bytes)
-export const GCM_CTX_H = 2240; // GHASH key: H^1..H^4 in multiply-ready parts (768 bytes)
-export const GCM_CTX_T = 3072; // GHASH 16-lane swizzle tables for H (8192 bytes)
-// Per-thread scratch every batch call takes (the caller owns it; never shared between threads).
 export const GCM_SCRATCH_SIZE = 2368;
 export const GCM_SC_Y = 0; // 16-lane GHASH state, transposed (256 bytes)
 export const GCM_SC_X = 256; // 16 input blocks, one per message (256 bytes)
