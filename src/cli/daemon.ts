@@ -23,6 +23,11 @@ export const daemon: Command = {
       arg: 'ID',
       help: 'Host id, 1-16 of [a-z0-9] (default: made once, kept in the state dir)',
     },
+    'cluster-advertise': {
+      type: 'string',
+      arg: 'IP',
+      help: "This host's tunnel endpoint address, published to other hosts",
+    },
     'vxlan-port': { type: 'string', arg: 'KIND', help: 'VXLAN port implementation (default "kernel")' },
     'log-level': { type: 'string', arg: 'LEVEL', help: 'trace|debug|info|warn|error (default info)' },
   },
@@ -30,7 +35,7 @@ export const daemon: Command = {
     positionals(p, this, []);
     const outer = parentMountNs();
     if (outer !== undefined) return rerunIn(outer);
-    const { PORT_KINDS, startDaemon } = await import('../daemon/daemon.js');
+    const { DEFAULT_STATE_DIR, PORT_KINDS, startDaemon } = await import('../daemon/daemon.js');
     const kind = (p.flags['vxlan-port'] as string | undefined) ?? 'kernel';
     const make = PORT_KINDS[kind];
     if (!make)
@@ -45,7 +50,11 @@ export const daemon: Command = {
       stateDir: p.flags['state-dir'] as string | undefined,
       socket: (p.flags.socket as string | undefined) ?? ctx.host,
       hostId: p.flags['host-id'] as string | undefined,
-      ports: make(),
+      advertise: p.flags['cluster-advertise'] as string | undefined,
+      ports: make({
+        advertise: p.flags['cluster-advertise'] as string | undefined,
+        stateDir: (p.flags['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR,
+      }),
       logLevel: level,
     });
     await new Promise<void>((resolve) => {

@@ -21,12 +21,15 @@ import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { VxError } from '../errors.js';
+import { parseIp } from '../ipam/cidr.js';
 import { detectUnderlayMtu } from '../kernel/link.js';
+import { netnsExists } from '../kernel/netns.js';
 import { openEmbeddedStore } from '../store/embedded.js';
 import type { Store } from '../store/store.js';
 import { createApi } from './api.js';
 import { Engine } from './engine.js';
 import { KernelVxlanPorts } from './kernel-vxlan.js';
+import { PeerTable } from './peers.js';
 import { GATEWAY_IP, GATEWAY_SUBNET } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
@@ -35,9 +38,17 @@ export const DEFAULT_SOCKET = '/run/vxnet/vxnet.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/vxnet';
 
 /** VXLAN port implementations by `--vxlan-port` name; the lead registers the TAP datapath here. */
-export const PORT_KINDS: Record<string, () => OverlayPorts> = {
-  kernel: () => new KernelVxlanPorts(),
+export const PORT_KINDS: Record<string, (o: PortContext) => OverlayPorts> = {
+  kernel: (o) => new KernelVxlanPorts({ hostNetns: o.hostNetns, local: o.advertise }),
 };
+
+/** What a VXLAN port implementation is told when the daemon makes it. */
+export interface PortContext {
+  /** This host's tunnel endpoint address (`--cluster-advertise`), when given. */
+  advertise?: string;
+  hostNetns?: string;
+  stateDir: string;
+}
 
 export interface DaemonOptions {
   stateDir?: string;
@@ -52,10 +63,18 @@ export interface DaemonOptions {
   logLevel?: string;
   /** Seconds between liveness checks of adopted container processes (default 1). */
   pollSeconds?: number;
+  /** This host's tunnel endpoint address, published with its endpoints (`--cluster-advertise`). */
+  advertise?: string;
+  /**
+   * The namespace that is this host, when it is not the daemon's own: lets tests run several
+   * daemons in one process, one per simulated host. The CLI never sets it.
+   */
+  hostNetns?: string;
 }
 
 export interface RunningDaemon {
   engine: Engine;
+  peers: PeerTable;
   socket: string;
   reconciled: ReconcileReport;
   close(): Promise<void>;
@@ -100,10 +119,21 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   const hostId = hostIdOf(stateDir, o.hostId);
   const log = (o.log ?? pino({ level: o.logLevel ?? 'info' })).child({ host: hostId });
   const store = o.store ?? (await openEmbeddedStore({ dir: join(stateDir, 'store') }));
-  const ports = o.ports ?? PORT_KINDS.kernel!();
-  const mtu = await detectUnderlayMtu();
+  const ports = o.ports ?? PORT_KINDS.kernel!({ advertise: o.advertise, hostNetns: o.hostNetns, stateDir });
+  if (o.advertise !== undefined) parseIp(o.advertise, '--cluster-advertise');
+  const host = o.hostNetns === undefined ? {} : { netns: o.hostNetns };
+  const mtu = await detectUnderlayMtu(o.advertise === undefined ? host : { ...host, dest: o.advertise });
   log.info({ stateDir, socket, ports: ports.kind, underlayMtu: mtu.underlay, via: mtu.device }, 'starting');
-  const engine = new Engine({ store, ports, hostId, stateDir, log, overlayMtu: mtu.overlay });
+  const engine = new Engine({
+    store,
+    ports,
+    hostId,
+    stateDir,
+    log,
+    overlayMtu: mtu.overlay,
+    hostNetns: o.hostNetns,
+    advertise: o.advertise,
+  });
   if (!(await engine.gwIpam.getSubnet(GATEWAY_SUBNET)))
     await engine.gwIpam.requestSubnet({
       owner: 'gateway-bridge',
@@ -111,6 +141,19 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
       gateway: GATEWAY_IP,
     });
   const reconciled = await engine.serial(() => reconcile(engine));
+  const peers = new PeerTable({
+    store,
+    ports,
+    hostId,
+    log,
+    localPort: async (id) => {
+      const net = (await engine.listNetworks()).find((n) => n.id === id);
+      const ref = net && engine.plumbing.portRef(net);
+      return ref && netnsExists(ref.sandbox) ? ref : undefined;
+    },
+  });
+  engine.onSandbox = (id) => peers.touch(id);
+  await peers.start();
   await claimSocket(socket);
   const api = createApi({
     engine,
@@ -133,16 +176,17 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   log.info({ socket, reconciled }, 'listening');
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown({ server, poll, engine, ports, store, socket, log });
+    closing ??= shutdown({ server, poll, engine, peers, ports, store, socket, log });
     return closing;
   };
-  return { engine, socket, reconciled, close };
+  return { engine, socket, reconciled, peers, close };
 }
 
 async function shutdown(x: {
   server: Server;
   poll: NodeJS.Timeout;
   engine: Engine;
+  peers: PeerTable;
   ports: OverlayPorts;
   store: Store;
   socket: string;
@@ -153,6 +197,8 @@ async function shutdown(x: {
   const closed = new Promise<void>((resolve) => x.server.close(() => resolve()));
   x.server.closeIdleConnections();
   await x.engine.drain();
+  x.peers.close();
+  await x.peers.idle();
   x.server.closeAllConnections();
   await closed;
   await x.ports.close();

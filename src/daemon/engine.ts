@@ -46,6 +46,10 @@ export interface EngineOptions {
   log: Logger;
   /** The overlay MTU when a network has no mtu option: the detected underlay MTU - 50. */
   overlayMtu: number;
+  /** The namespace that is this host (default: the daemon's own); see Plumbing. */
+  hostNetns?: string;
+  /** This host's tunnel endpoint (underlay address), published in its endpoint records. */
+  advertise?: string;
 }
 
 export interface NetworkSpec {
@@ -107,11 +111,15 @@ export class Engine {
   readonly stateDir: string;
   readonly log: Logger;
   readonly overlayMtu: number;
+  readonly advertise?: string;
   readonly ipam: Ipam;
   readonly gwIpam: Ipam;
   readonly vnis: VniAllocator;
   readonly plumbing: Plumbing;
+  /** Told when a sandbox is (re)built here, so it gets its remote endpoints (peers.ts). */
+  onSandbox?: (networkId: string) => void;
   private queue: Promise<unknown> = Promise.resolve();
+  private stopped = false;
   private readonly waiters = new Map<string, Set<(code: number | null) => void>>();
 
   constructor(o: EngineOptions) {
@@ -121,6 +129,7 @@ export class Engine {
     this.stateDir = o.stateDir;
     this.log = o.log;
     this.overlayMtu = o.overlayMtu;
+    this.advertise = o.advertise;
     this.ipam = new Ipam({ store: o.store, prefix: IPAM_PREFIX });
     this.gwIpam = new Ipam({
       store: o.store,
@@ -129,7 +138,7 @@ export class Engine {
       defaultPrefix: 16,
     });
     this.vnis = new VniAllocator({ store: o.store, prefix: VNI_PREFIX });
-    this.plumbing = new Plumbing({ hostId: o.hostId, ports: o.ports });
+    this.plumbing = new Plumbing({ hostId: o.hostId, ports: o.ports, hostNetns: o.hostNetns });
   }
 
   /** Runs `fn` after every mutation queued before it. */
@@ -139,9 +148,11 @@ export class Engine {
     return run;
   }
 
-  /** Resolves once every queued mutation has finished (shutdown). */
+  /** Resolves once every queued mutation has finished; later exits are left to the next start. */
   async drain(): Promise<void> {
-    await this.serial(async () => undefined);
+    await this.serial(async () => {
+      this.stopped = true;
+    });
   }
 
   mtuOf(net: NetworkRecord): number {
@@ -393,6 +404,8 @@ export class Engine {
   /** Records an exit (from the child's exit event, or the liveness poll for adopted processes). */
   onExit(ct: ContainerRecord, code: number | null): Promise<void> {
     return this.serial(async () => {
+      // After shutdown the store is closed; the next start's reconcile records the exit.
+      if (this.stopped) return;
       const kv = await this.store.get(containerKey(ct.name));
       const cur = kv && (JSON.parse(kv.value) as ContainerRecord);
       if (cur && cur.id === ct.id && cur.state === 'running' && cur.pid === ct.pid) {
@@ -574,6 +587,7 @@ export class Engine {
       const net = nets.find((n) => n.id === ep.networkId);
       if (!net) throw new VxError('ERR_NETWORK_NOT_FOUND', `network ${ep.network} of "${ct.name}" is gone`);
       await this.plumbing.ensureEndpoint(ct, ep, net, this.mtuOf(net));
+      this.onSandbox?.(net.id);
     }
     await this.plumbing.ensureGatewayLink(ct);
   }
@@ -660,6 +674,7 @@ export class Engine {
           ifname: o.ifname,
           aliases: o.aliases,
         };
+        if (this.advertise !== undefined) ep.vtep = this.advertise;
         const next: ContainerRecord = { ...base, endpoints: { ...base.endpoints, [o.net.id]: epId } };
         if (gwPlan) {
           const ifname = base.external ? freeIfname(new Set([...(o.taken ?? []), o.ifname]), []) : 'eth1';

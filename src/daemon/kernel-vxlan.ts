@@ -30,6 +30,8 @@ interface BridgeFdb {
   dst?: string;
   flags?: string[];
   state?: string;
+  /** Set on br0's entries learned on the port (not the port's own table). */
+  master?: string;
 }
 
 interface LinkStats {
@@ -39,10 +41,24 @@ interface LinkStats {
   };
 }
 
+export interface KernelVxlanOptions {
+  /** The host's namespace, where the devices are made (default: this process's). */
+  hostNetns?: string;
+  /** Source address of the tunnel (`local`); default: chosen by the kernel's routing. */
+  local?: string;
+}
+
 export class KernelVxlanPorts implements OverlayPorts {
   readonly kind = 'kernel-vxlan';
   private readonly known = new Map<string, PortRef>();
   private readonly remotes = new Map<string, RemoteEndpoint[]>();
+  private readonly host: { netns?: string };
+  private readonly local: string[];
+
+  constructor(o: KernelVxlanOptions = {}) {
+    this.host = o.hostNetns === undefined ? {} : { netns: o.hostNetns };
+    this.local = o.local === undefined ? [] : ['local', o.local];
+  }
 
   async ensure(o: PortSpec): Promise<void> {
     const where = { netns: o.sandbox };
@@ -50,10 +66,10 @@ export class KernelVxlanPorts implements OverlayPorts {
     if (existing?.kind !== 'vxlan') {
       if (existing) await deleteLink(DEV, where);
       const temp = `vxt-${o.vni}`;
-      await deleteLink(temp);
+      await deleteLink(temp, this.host);
       const args = ['link', 'add', temp, 'type', 'vxlan', 'id', String(o.vni), 'dstport', String(VXLAN_PORT)];
-      await ip([...args, 'nolearning'], { action: `add vxlan "${temp}"` });
-      await moveLink(temp, { to: o.sandbox, rename: DEV });
+      await ip([...args, ...this.local, 'nolearning'], { ...this.host, action: `add vxlan "${temp}"` });
+      await moveLink(temp, { ...this.host, to: o.sandbox, rename: DEV });
     }
     await setLink(DEV, { ...where, mtu: o.mtu, master: o.bridge, up: true });
     this.known.set(o.network, { network: o.network, vni: o.vni, sandbox: o.sandbox });
@@ -64,7 +80,7 @@ export class KernelVxlanPorts implements OverlayPorts {
   async remove(o: PortRef): Promise<void> {
     this.known.delete(o.network);
     this.remotes.delete(o.network);
-    await deleteLink(`vxt-${o.vni}`);
+    await deleteLink(`vxt-${o.vni}`, this.host);
     if (netnsExists(o.sandbox)) await deleteLink(DEV, { netns: o.sandbox });
   }
 
@@ -99,7 +115,9 @@ export class KernelVxlanPorts implements OverlayPorts {
 
   async fdb(o: PortRef): Promise<FdbEntry[]> {
     const ips = new Map((this.remotes.get(o.network) ?? []).map((r) => [r.mac, r.ip]));
-    return (await this.rawFdb(o)).map((e) => {
+    // The port's own table (`self`), not br0's entries learned on the port (`master`).
+    const own = (await this.rawFdb(o)).filter((e) => e.master === undefined);
+    return own.map((e) => {
       const entry: FdbEntry = { network: o.network, vni: o.vni, mac: e.mac, kind: e.state ?? 'learned' };
       if (e.dst !== undefined) entry.vtep = e.dst;
       const ipOf = ips.get(e.mac);
@@ -138,7 +156,7 @@ export class KernelVxlanPorts implements OverlayPorts {
 
   /** A `vxt-<vni>` in the host namespace is always a half-made port: ensure() makes a new one. */
   async sweep(_keep: PortRef[]): Promise<void> {
-    for (const l of await listLinks()) if (TEMP.test(l.name)) await deleteLink(l.name);
+    for (const l of await listLinks(this.host)) if (TEMP.test(l.name)) await deleteLink(l.name, this.host);
   }
 
   async close(): Promise<void> {

@@ -32,15 +32,23 @@ const BRIDGE = 'br0';
 export interface PlumbingOptions {
   hostId: string;
   ports: OverlayPorts;
+  /**
+   * The namespace that is this host (where the gateway bridge and its NAT live); default: the
+   * daemon's own. Lets several daemons run in one process in tests, each for its own host.
+   */
+  hostNetns?: string;
 }
 
 export class Plumbing {
   readonly hostId: string;
+  /** Where host-side objects go: `{ netns: hostNetns }`, or `{}` for the daemon's own namespace. */
+  readonly host: { netns?: string };
   private readonly ports: OverlayPorts;
 
   constructor(o: PlumbingOptions) {
     this.hostId = o.hostId;
     this.ports = o.ports;
+    this.host = o.hostNetns === undefined ? {} : { netns: o.hostNetns };
   }
 
   sandboxName(networkId: string): string {
@@ -110,14 +118,14 @@ export class Plumbing {
   }
 
   async ensureGateway(): Promise<void> {
-    await ensureBridge(GATEWAY_BRIDGE);
-    await addAddr(GATEWAY_BRIDGE, `${GATEWAY_IP}/16`);
-    await ensureGatewayNat();
+    await ensureBridge(GATEWAY_BRIDGE, this.host);
+    await addAddr(GATEWAY_BRIDGE, `${GATEWAY_IP}/16`, this.host);
+    await ensureGatewayNat(this.host);
   }
 
   async removeGateway(): Promise<void> {
-    await removeGatewayNat();
-    await deleteBridge(GATEWAY_BRIDGE);
+    await removeGatewayNat(this.host);
+    await deleteBridge(GATEWAY_BRIDGE, this.host);
   }
 
   /** The container's eth1 on the gateway bridge, isolated from the other containers' ports. */
@@ -126,26 +134,26 @@ export class Plumbing {
     if (!gw) return;
     await this.ensureGateway();
     const inCt = { netns: ct.netns };
-    if (!(await getLink(gw.ifname, inCt)) || !(await getLink(gw.hostIf))) {
+    if (!(await getLink(gw.ifname, inCt)) || !(await getLink(gw.hostIf, this.host))) {
       await deleteLink(gw.ifname, inCt);
-      await deleteLink(gw.hostIf);
-      await ensureVeth({ name: gw.hostIf, peer: gw.ifname, peerNetns: ct.netns });
+      await deleteLink(gw.hostIf, this.host);
+      await ensureVeth({ ...this.host, name: gw.hostIf, peer: gw.ifname, peerNetns: ct.netns });
     }
     await setLink(gw.ifname, { ...inCt, up: true });
     await addAddr(gw.ifname, gw.address, inCt);
-    await attachPort(GATEWAY_BRIDGE, gw.hostIf, { isolated: true });
+    await attachPort(GATEWAY_BRIDGE, gw.hostIf, { ...this.host, isolated: true });
     await replaceRoute({ netns: ct.netns, dst: 'default', via: GATEWAY_IP, dev: gw.ifname });
   }
 
   async removeGatewayLink(ct: ContainerRecord): Promise<void> {
     if (!ct.gateway) return;
-    await deleteLink(ct.gateway.hostIf);
+    await deleteLink(ct.gateway.hostIf, this.host);
     if (netnsExists(ct.netns)) await deleteLink(ct.gateway.ifname, { netns: ct.netns });
   }
 
   /** Host-side gateway ports (vg...) in the daemon's namespace. */
   async gatewayPorts(): Promise<string[]> {
-    return (await listLinks()).map((l) => l.name).filter((n) => /^vg[0-9a-f]{12}$/.test(n));
+    return (await listLinks(this.host)).map((l) => l.name).filter((n) => /^vg[0-9a-f]{12}$/.test(n));
   }
 
   /** Interface names a new endpoint may not take in `netns` (those in use). */

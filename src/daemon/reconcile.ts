@@ -108,7 +108,7 @@ async function removeUnknownLinks(engine: Engine, report: ReconcileReport): Prom
   const owned = new Set((await engine.listContainers()).map((c) => c.gateway?.hostIf).filter(Boolean));
   for (const port of await engine.plumbing.gatewayPorts()) {
     if (owned.has(port)) continue;
-    await deleteLink(port);
+    await deleteLink(port, engine.plumbing.host);
     report.linksRemoved.push(port);
   }
 }
