@@ -7,6 +7,8 @@
 // is then moved into the sandbox and enslaved to br0. `nolearning`: remote MACs come only from
 // the store (setRemotes), never from the wire. A crash between create and move leaves a
 // `vxt-<vni>` in the host namespace; ensure() and sweep() remove it.
+// `encrypted` is ignored: the kernel here has no gcm(aes) for IPsec, and this implementation only
+// serves tests; vxnet's own datapath encrypts.
 
 import { VXLAN_PORT } from '../../assembly/constants.js';
 import { ip, ipJson, run } from '../kernel/exec.js';

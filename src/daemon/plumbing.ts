@@ -73,7 +73,7 @@ export class Plumbing {
     await ensureNetns(sandbox);
     await ensureBridge(BRIDGE, { netns: sandbox, mtu });
     await addAddr(BRIDGE, `${net.gateway}/${net.subnet.split('/')[1]}`, { netns: sandbox });
-    await this.ports.ensure({ ...this.portRef(net), bridge: BRIDGE, mtu });
+    await this.ports.ensure({ ...this.portRef(net), bridge: BRIDGE, mtu, encrypted: net.encrypted });
   }
 
   async removeSandbox(ref: PortRef): Promise<void> {

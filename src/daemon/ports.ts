@@ -18,6 +18,8 @@ export interface PortSpec {
   bridge: string;
   /** The overlay MTU (br0's). */
   mtu: number;
+  /** The network was created with `--opt encrypted`: its traffic must be encrypted (AES-GCM). */
+  encrypted: boolean;
 }
 
 export type PortRef = Pick<PortSpec, 'network' | 'vni' | 'sandbox'>;
