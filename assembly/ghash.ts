@@ -14,6 +14,9 @@
 // Karatsuba recombination and the reduction modulo x^128 + x^7 + x^2 + x + 1 happen once per four
 // blocks. The H parts (masked, bit-reversed) are precomputed once per key.
 //
+// Batches of 16 messages use the second technique at the end of this file (4-bit tables looked up
+// with i8x16.swizzle, 16 messages in the 16 lanes), about three times faster per byte.
+//
 // Values: a GHASH state or block travels as a v128 in memory byte order. Internally a block is two
 // big-endian u64 words, hi = bytes 0..7 and lo = bytes 8..15, in GHASH's bit-reflected convention.
 
