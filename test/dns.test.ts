@@ -311,6 +311,10 @@ test('the resolver in container namespaces: names by network, NXDOMAIN, forwardi
     },
   });
   t.after(() => resolver.close());
+  await assert.rejects(
+    resolver.attachResolver({ netns: `vxdns-none-${sfx}`, asker: { networks: [] } }),
+    (e) => isVxError(e, 'ERR_DNS_ATTACH'),
+  );
   const a1 = await resolver.attachResolver({ netns: c1, asker: { id: 'c1', networks: ['red'] } });
   // c2 has no route to any upstream: forwarding from it must time out into SERVFAIL.
   await resolver.attachResolver({

@@ -209,6 +209,16 @@ test('a lease expires after its TTL once keep-alives stop; kept-alive keys stay'
   w.close();
 });
 
+test('with a dead endpoint listed first or second, every call reaches the live one', async () => {
+  const s = await openEtcdStore({
+    endpoints: ['http://127.0.0.1:9', etcd.clientUrl],
+    requestTimeoutMs: 1000,
+  });
+  stores.push(s);
+  for (let i = 0; i < 10; i++) await s.put(`${run}multi/${i}`, String(i));
+  assert.equal((await s.list(`${run}multi/`)).kvs.length, 10);
+});
+
 test('a store pointed at nothing fails fast with ERR_STORE_UNAVAILABLE', async () => {
   const t0 = Date.now();
   await assert.rejects(openEtcdStore({ endpoints: ['http://127.0.0.1:9'], requestTimeoutMs: 500 }), (e) =>

@@ -476,11 +476,12 @@ class EtcdWatch implements Watcher {
   /** Opens a stream and a watch from `next`; resolves once etcd has created it. */
   private async connect(): Promise<void> {
     const what = `watch "${this.prefix}"`;
-    const stream = (await within(
-      this.store.client.watchClient.watch(),
-      this.store.timeoutMs,
-      what,
-    )) as unknown as WatchStream;
+    const opening = this.store.client.watchClient.watch() as unknown as Promise<WatchStream>;
+    const stream = await within(opening, this.store.timeoutMs, what).catch((e) => {
+      // Opened too late: close it when it comes, so no stream is left behind.
+      opening.then((s) => s.cancel()).catch(() => undefined);
+      throw e;
+    });
     if (this.closed) {
       stream.cancel();
       return;
