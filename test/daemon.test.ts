@@ -316,4 +316,6 @@ test('removing the last endpoints removes sandboxes and the gateway bridge', { s
   for (const n of ['front', 'back', 'side']) await api('DELETE', `/networks/${n}`);
   assert.deepEqual(await api('GET', '/networks'), []);
   assert.deepEqual(await api('GET', '/containers/json'), []);
+  // `run` took the batched path every time (the step-by-step one is only the fallback).
+  assert.doesNotMatch(h.output.join(''), /batched plumbing failed/);
 });

@@ -344,7 +344,16 @@ export class Engine {
       await this.plumbOrUndo(made, async () => {
         await this.plumbing.ensureContainerNetns(made);
         crashPoint('run:netns');
-        await this.plumbContainer(made);
+        const [ep] = await this.containerEndpoints(made);
+        let fast = false;
+        try {
+          await this.plumbing.plumbNew(made, ep!, net, this.mtuOf(net));
+          fast = true;
+        } catch (e) {
+          this.log.warn({ err: e, container: made.name }, 'batched plumbing failed; ensuring step by step');
+        }
+        if (fast) this.onSandbox?.(net.id);
+        else await this.plumbContainer(made);
         crashPoint('run:plumbed');
       });
       const created = await this.updateContainer(made.name, (c) => ({ ...c, state: 'created' }));

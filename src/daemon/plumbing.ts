@@ -17,6 +17,7 @@
 import { VxError } from '../errors.js';
 import { addAddr } from '../kernel/addr.js';
 import { attachPort, deleteBridge, ensureBridge } from '../kernel/bridge.js';
+import { ipBatch } from '../kernel/exec.js';
 import { deleteLink, ensureVeth, getLink, listLinks, setLink } from '../kernel/link.js';
 import { ensureGatewayNat, GATEWAY_BRIDGE, GATEWAY_SUBNET, removeGatewayNat } from '../kernel/nat.js';
 import { deleteNetns, ensureNetns, netnsExists } from '../kernel/netns.js';
@@ -68,15 +69,25 @@ export class Plumbing {
     return { network: net.id, vni: net.vni, sandbox: this.sandboxName(net.id) };
   }
 
+  /**
+   * Sandboxes and the gateway bridge this daemon has fully ensured since it started: building
+   * them is a dozen commands, re-checking them on every endpoint would be most of an endpoint's
+   * cost. Forgotten when removed; a restart re-checks everything (reconcile).
+   */
+  private readonly ready = new Set<string>();
+
   async ensureSandbox(net: NetworkRecord, mtu: number): Promise<void> {
     const sandbox = this.sandboxName(net.id);
+    if (this.ready.has(sandbox) && netnsExists(sandbox)) return;
     await ensureNetns(sandbox);
     await ensureBridge(BRIDGE, { netns: sandbox, mtu });
     await addAddr(BRIDGE, `${net.gateway}/${net.subnet.split('/')[1]}`, { netns: sandbox });
     await this.ports.ensure({ ...this.portRef(net), bridge: BRIDGE, mtu, encrypted: net.encrypted });
+    this.ready.add(sandbox);
   }
 
   async removeSandbox(ref: PortRef): Promise<void> {
+    this.ready.delete(ref.sandbox);
     await this.ports.remove(ref);
     await deleteNetns(ref.sandbox, { killProcesses: true });
   }
@@ -88,6 +99,49 @@ export class Plumbing {
       return;
     }
     await ensureNetns(ct.netns);
+  }
+
+  /**
+   * A container namespace vxnet has just made, plumbed in three `ip -batch` runs (container,
+   * sandbox, host) instead of some twenty commands: the common case of `run`. Any failure is
+   * left to the caller, which falls back to the idempotent ensure path (it adopts what this made).
+   */
+  async plumbNew(ct: ContainerRecord, ep: EndpointRecord, net: NetworkRecord, mtu: number): Promise<void> {
+    await this.ensureSandbox(net, mtu);
+    if (ct.gateway) await this.ensureGateway();
+    const sandbox = this.sandboxName(net.id);
+    const peer = `vp${ep.id.slice(0, 12)}`;
+    const m = String(mtu);
+    const inCt = [
+      ['link', 'set', 'dev', 'lo', 'up'],
+      ['link', 'add', ep.ifname, 'mtu', m, 'type', 'veth', 'peer', 'name', peer, 'netns', sandbox, 'mtu', m],
+      ['link', 'set', 'dev', ep.ifname, 'address', ep.mac, 'up'],
+      ['addr', 'add', ep.address, 'brd', '+', 'dev', ep.ifname],
+    ];
+    const gw = ct.gateway;
+    if (gw) {
+      // The host end goes to the host's namespace: by name, or by the daemon's pid when it is its own.
+      const host = this.host.netns ?? String(process.pid);
+      inCt.push(
+        ['link', 'add', gw.ifname, 'type', 'veth', 'peer', 'name', gw.hostIf, 'netns', host],
+        ['link', 'set', 'dev', gw.ifname, 'up'],
+        ['addr', 'add', gw.address, 'brd', '+', 'dev', gw.ifname],
+        ['route', 'replace', 'default', 'via', GATEWAY_IP, 'dev', gw.ifname],
+      );
+    }
+    await ipBatch(inCt, { netns: ct.netns, action: `plumb container "${ct.name}"` });
+    await ipBatch([['link', 'set', 'dev', peer, 'master', BRIDGE, 'up']], {
+      netns: sandbox,
+      action: `attach "${peer}" to ${BRIDGE}`,
+    });
+    if (gw) {
+      const hostCmds = [
+        ['link', 'set', 'dev', gw.hostIf, 'master', GATEWAY_BRIDGE],
+        ['link', 'set', 'dev', gw.hostIf, 'type', 'bridge_slave', 'isolated', 'on'],
+        ['link', 'set', 'dev', gw.hostIf, 'up'],
+      ];
+      await ipBatch(hostCmds, { ...this.host, action: `attach "${gw.hostIf}" to ${GATEWAY_BRIDGE}` });
+    }
   }
 
   /** eth0 (or ethN) of an endpoint: a veth from the container to the sandbox's br0. */
@@ -110,20 +164,26 @@ export class Plumbing {
     await attachPort(BRIDGE, peer, { netns: sandbox });
   }
 
-  /** Removes an endpoint's veth (both ends). Can run twice; the namespace may be gone. */
+  /**
+   * Removes an endpoint's veth. Deleting one end of a veth deletes both, so one command: the
+   * sandbox's end, or the container's when the sandbox is gone. Can run twice.
+   */
   async removeEndpoint(ct: ContainerRecord, ep: EndpointRecord): Promise<void> {
-    if (netnsExists(ct.netns)) await deleteLink(ep.ifname, { netns: ct.netns });
     const sandbox = this.sandboxName(ep.networkId);
     if (netnsExists(sandbox)) await deleteLink(`vp${ep.id.slice(0, 12)}`, { netns: sandbox });
+    else if (netnsExists(ct.netns)) await deleteLink(ep.ifname, { netns: ct.netns });
   }
 
   async ensureGateway(): Promise<void> {
+    if (this.ready.has(GATEWAY_BRIDGE)) return;
     await ensureBridge(GATEWAY_BRIDGE, this.host);
     await addAddr(GATEWAY_BRIDGE, `${GATEWAY_IP}/16`, this.host);
     await ensureGatewayNat(this.host);
+    this.ready.add(GATEWAY_BRIDGE);
   }
 
   async removeGateway(): Promise<void> {
+    this.ready.delete(GATEWAY_BRIDGE);
     await removeGatewayNat(this.host);
     await deleteBridge(GATEWAY_BRIDGE, this.host);
   }
@@ -147,8 +207,8 @@ export class Plumbing {
 
   async removeGatewayLink(ct: ContainerRecord): Promise<void> {
     if (!ct.gateway) return;
+    // The host's end; the container's goes with it (a veth pair dies whole).
     await deleteLink(ct.gateway.hostIf, this.host);
-    if (netnsExists(ct.netns)) await deleteLink(ct.gateway.ifname, { netns: ct.netns });
   }
 
   /** Host-side gateway ports (vg...) in the daemon's namespace. */

@@ -18,7 +18,14 @@ import { deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
 import type { Engine } from './engine.js';
 import { GATEWAY_SUBNET } from './plumbing.js';
 import { isAlive } from './procs.js';
-import { type ContainerRecord, hostPrefix, IPAM_PREFIX, type NetworkRecord, VNI_PREFIX } from './records.js';
+import {
+  type ContainerRecord,
+  hostPrefix,
+  IPAM_PREFIX,
+  type NetworkRecord,
+  networkKey,
+  VNI_PREFIX,
+} from './records.js';
 
 export interface ReconcileReport {
   adopted: string[];
@@ -52,7 +59,7 @@ async function finishNetworkRemovals(engine: Engine): Promise<void> {
   for (const net of await engine.listNetworks()) {
     if (net.state !== 'deleting') continue;
     if ((await engine.endpointsOf(net.id)).length > 0) {
-      await engine.store.put(`/vxnet/networks/${net.name}`, JSON.stringify({ ...net, state: 'active' }));
+      await engine.store.put(networkKey(net.name), JSON.stringify({ ...net, state: 'active' }));
     } else await engine.finishNetworkRemoval(net);
   }
 }
