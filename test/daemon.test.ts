@@ -220,6 +220,7 @@ test('every bad input returns its code and leaves state unchanged', { skip }, as
         ),
     ],
     ['ERR_NAME_IN_USE', () => api('POST', '/networks/create', netBody('front'))],
+    ['ERR_SUBNET_OVERLAP', () => api('POST', '/networks/create', netBody('x', subnet('172.18.128.0/24')))],
     ['ERR_BAD_NAME', () => api('POST', '/networks/create', netBody('a b'))],
     ['ERR_BAD_DRIVER', () => api('POST', '/networks/create', { Name: 'x', Driver: 'bridge' })],
     ['ERR_BAD_OPTION', () => api('POST', '/networks/create', netBody('x', { Options: { 'no.such': '1' } }))],
@@ -284,6 +285,20 @@ test('every bad input returns its code and leaves state unchanged', { skip }, as
   assert.equal(r.status, 404);
   assert.equal((await h.client.raw('DELETE', '/networks/front')).status, 409);
   assert.equal((await h.client.raw('POST', '/networks/create', netBody('x', subnet('bad')))).status, 400);
+});
+
+test('a full subnet is reported with its own code and changes nothing', { skip }, async () => {
+  await api('POST', '/networks/create', netBody('tiny', { IPAM: { Config: [{ Subnet: '10.95.0.0/30' }] } }));
+  const only = await run('only', 'tiny');
+  assert.equal(ipOf(only, 'tiny'), '10.95.0.2');
+  const before = JSON.stringify([await api('GET', '/containers/json'), await h.namespaces()]);
+  await rejects(
+    api('POST', '/containers/create?name=more', { Cmd: ['true'], HostConfig: { NetworkMode: 'tiny' } }),
+    'ERR_SUBNET_FULL',
+  );
+  assert.equal(JSON.stringify([await api('GET', '/containers/json'), await h.namespaces()]), before);
+  await api('DELETE', '/containers/only?force=1');
+  await api('DELETE', '/networks/tiny');
 });
 
 test('attach/detach a namespace made elsewhere', { skip }, async () => {

@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { VxError } from '../errors.js';
+import { overlaps, parseCidr } from '../ipam/cidr.js';
 import { Ipam } from '../ipam/pool.js';
 import { VniAllocator } from '../ipam/vni.js';
 import { checkMtu } from '../kernel/link.js';
@@ -188,6 +189,13 @@ export class Engine {
   createNetwork(spec: NetworkSpec): Promise<NetworkRecord> {
     checkName(spec.name, 'network name');
     if (spec.mtu !== undefined) checkMtu(spec.mtu);
+    if (spec.subnet !== undefined && overlaps(parseCidr(spec.subnet), parseCidr(GATEWAY_SUBNET))) {
+      // Containers would have the same range on eth0 and on eth1 (the gateway bridge).
+      throw new VxError(
+        'ERR_SUBNET_OVERLAP',
+        `subnet ${spec.subnet} overlaps the gateway bridge's ${GATEWAY_SUBNET}`,
+      );
+    }
     const id = newId();
     return this.serial(() =>
       transact(
