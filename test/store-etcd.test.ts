@@ -3,8 +3,11 @@
 // an etcd restart on the same data dir, lease expiry, and the etcd:// URL syntax.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { isVxError } from '../src/errors.js';
 import { deleteNetns, ensureNetns } from '../src/kernel/netns.js';
@@ -240,4 +243,76 @@ test('startEtcd inside a namespace serves there; stop() kills it and removes its
   await e.stop();
   assert.equal(existsSync(e.dataDir), false, 'data dir removed');
   assert.throws(() => process.kill(e.pid, 0), 'etcd is gone');
+});
+
+test('TLS: --etcd-cacert/--etcd-cert/--etcd-key reach an etcd that requires client certificates', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vxnet-etcd-tls-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const f = (n: string) => join(dir, n);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  ssl(
+    'req',
+    '-x509',
+    ...key,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=vxnet-test-ca',
+  );
+  for (const [name, ext] of [
+    ['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    ssl('req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    writeFileSync(f(`${name}.ext`), `${ext}\n`);
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '1',
+      '-extfile',
+      `${name}.ext`,
+    );
+  }
+  const secure = await startEtcd({
+    tls: { certFile: f('server.crt'), keyFile: f('server.key'), caFile: f('ca.crt') },
+  });
+  t.after(() => secure.stop());
+  assert.match(secure.clientUrl, /^https:/);
+  const s = await openStore({
+    clusterStore: secure.clusterStore,
+    stateDir: dir,
+    etcdTls: { caFile: f('ca.crt'), certFile: f('client.crt'), keyFile: f('client.key') },
+  });
+  t.after(() => s.close());
+  await s.put('tls/a', '1');
+  assert.equal((await s.get('tls/a'))?.value, '1');
+  await assert.rejects(
+    openStore({
+      clusterStore: secure.clusterStore,
+      stateDir: dir,
+      etcdTls: { caFile: f('ca.crt') },
+      requestTimeoutMs: 1000,
+    }),
+    (e) => isVxError(e, 'ERR_STORE_UNAVAILABLE'),
+    'no client certificate, no store',
+  );
+  await assert.rejects(
+    openStore({ clusterStore: secure.clusterStore, stateDir: dir, etcdTls: { caFile: f('nope.crt') } }),
+    (e) => isVxError(e, 'ERR_BAD_CLUSTER_STORE'),
+  );
 });

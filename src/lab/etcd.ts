@@ -32,6 +32,12 @@ export interface StartEtcdOptions {
   name?: string;
   /** How long to wait for it to serve (default 15000 ms). */
   startTimeoutMs?: number;
+  /**
+   * Serve clients over TLS (clientUrl https://...), requiring client certificates signed by
+   * caFile. The health check presents the server's own certificate, so it must also allow
+   * clientAuth (as etcd's docs advise for member certificates).
+   */
+  tls?: { certFile: string; keyFile: string; caFile: string };
 }
 
 export interface EtcdServer {
@@ -58,8 +64,14 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
     if (!options.clientUrl || !options.peerUrl)
       throw new VxError('ERR_INVALID_ARG', 'options.clientUrl and options.peerUrl are required with netns');
   }
-  const clientUrl = checkUrl(options.clientUrl ?? `http://127.0.0.1:${await freePort()}`, 'clientUrl');
-  const peerUrl = checkUrl(options.peerUrl ?? `http://127.0.0.1:${await freePort()}`, 'peerUrl');
+  const tls = options.tls;
+  const scheme = tls ? 'https' : 'http';
+  const clientUrl = checkUrl(
+    options.clientUrl ?? `${scheme}://127.0.0.1:${await freePort()}`,
+    'clientUrl',
+    scheme,
+  );
+  const peerUrl = checkUrl(options.peerUrl ?? `http://127.0.0.1:${await freePort()}`, 'peerUrl', 'http');
   const ownDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'vxnet-etcd-'));
   const name = options.name ?? 'vxnet';
@@ -90,6 +102,17 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
     'zap',
     '--log-outputs',
     'stderr',
+    ...(tls
+      ? [
+          '--cert-file',
+          tls.certFile,
+          '--key-file',
+          tls.keyFile,
+          '--trusted-ca-file',
+          tls.caFile,
+          '--client-cert-auth',
+        ]
+      : []),
   ];
   const [cmd, argv] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, ETCD_BIN, ...args]]
@@ -122,6 +145,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
     await waitHealthy({
       endpoint: clientUrl,
       netns: options.netns,
+      tls,
       timeoutMs: options.startTimeoutMs ?? 15000,
       exited: () => child.exitCode !== null || child.signalCode !== null,
     });
@@ -145,9 +169,26 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   };
 }
 
+export interface EtcdctlOptions {
+  endpoint: string;
+  netns?: string;
+  timeoutMs?: number;
+  tls?: { certFile: string; keyFile: string; caFile: string };
+}
+
 /** Runs etcdctl against `endpoint` (inside `netns` when given); resolves with its stdout. */
-export function etcdctl(args: string[], options: { endpoint: string; netns?: string; timeoutMs?: number }) {
-  const full = ['--endpoints', options.endpoint, '--dial-timeout', '1s', '--command-timeout', '3s', ...args];
+export function etcdctl(args: string[], options: EtcdctlOptions) {
+  const t = options.tls;
+  const full = [
+    '--endpoints',
+    options.endpoint,
+    '--dial-timeout',
+    '1s',
+    '--command-timeout',
+    '3s',
+    ...(t ? ['--cacert', t.caFile, '--cert', t.certFile, '--key', t.keyFile] : []),
+    ...args,
+  ];
   const [cmd, argv] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, ETCDCTL_BIN, ...full]]
     : [ETCDCTL_BIN, full];
@@ -164,18 +205,13 @@ export function etcdctl(args: string[], options: { endpoint: string; netns?: str
   });
 }
 
-async function waitHealthy(o: {
-  endpoint: string;
-  netns?: string;
-  timeoutMs: number;
-  exited: () => boolean;
-}) {
+async function waitHealthy(o: EtcdctlOptions & { exited: () => boolean; timeoutMs: number }) {
   const deadline = Date.now() + o.timeoutMs;
   let last = 'not yet healthy';
   while (Date.now() < deadline) {
     if (o.exited()) throw new Error('etcd exited');
     try {
-      await etcdctl(['endpoint', 'health'], { endpoint: o.endpoint, netns: o.netns });
+      await etcdctl(['endpoint', 'health'], { endpoint: o.endpoint, netns: o.netns, tls: o.tls });
       return;
     } catch (e) {
       last = (e as Error).message;
@@ -185,9 +221,10 @@ async function waitHealthy(o: {
   throw new Error(`not healthy after ${o.timeoutMs} ms: ${last}`);
 }
 
-function checkUrl(url: string, name: string): string {
-  if (!/^http:\/\/(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(url))
-    throw new VxError('ERR_INVALID_ARG', `options.${name} must be http://IP:PORT, got "${url}"`);
+function checkUrl(url: string, name: string, scheme: string): string {
+  const re = new RegExp(`^${scheme}://(\\[[0-9a-fA-F:.]+\\]|[0-9.]+|localhost):\\d{1,5}$`);
+  if (!re.test(url))
+    throw new VxError('ERR_INVALID_ARG', `options.${name} must be ${scheme}://IP:PORT, got "${url}"`);
   return url;
 }
 
