@@ -5,7 +5,7 @@
 // running container without disturbing it.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { listAddrs } from '../src/kernel/addr.js';
@@ -91,6 +91,11 @@ async function assertConsistent(): Promise<Ct[]> {
   const ports = (await listLinks({ netns: h.ns })).map((l) => l.name).filter((n) => /^vg|^vxt-/.test(n));
   const owned = cts.map((c) => c.NetworkSettings.Gateway?.HostInterface);
   assert.deepEqual(ports.sort(), owned.sort(), 'gateway ports = the containers listed');
+  const logs = readdirSync(join(h.stateDir, 'containers')).sort();
+  assert.ok(
+    logs.every((f) => cts.some((c) => `${c.Id}.log` === f)),
+    `output files of unknown containers: ${logs}`,
+  );
   return cts;
 }
 
@@ -161,4 +166,5 @@ test('SIGTERM stops cleanly; a restart adopts running containers; no address wit
     await h.client.call('DELETE', `/containers/${c.Name}?force=1`);
   await h.client.call('DELETE', '/networks/n');
   assert.deepEqual(await h.namespaces(), []);
+  assert.deepEqual(readdirSync(join(h.stateDir, 'containers')), [], 'output files go with their containers');
 });

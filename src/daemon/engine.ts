@@ -11,7 +11,7 @@
 // removes it" free of races. Cross-host safety comes from the store's transactions.
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { VxError } from '../errors.js';
@@ -399,6 +399,19 @@ export class Engine {
     return join(this.stateDir, 'containers', `${ct.id}.log`);
   }
 
+  /** Removes the output files of containers that no longer exist (a crash before their removal). */
+  async sweepLogs(): Promise<number> {
+    const ids = new Set((await this.listContainers()).map((c) => `${c.id}.log`));
+    const dir = join(this.stateDir, 'containers');
+    let n = 0;
+    for (const f of readdirSync(dir)) {
+      if (ids.has(f) || !f.endsWith('.log')) continue;
+      rmSync(join(dir, f), { force: true });
+      n++;
+    }
+    return n;
+  }
+
   logs(ct: ContainerRecord): string {
     try {
       return readFileSync(this.logFile(ct), 'utf8');
@@ -572,6 +585,7 @@ export class Engine {
     if (cur && (JSON.parse(cur.value) as ContainerRecord).id === ct.id)
       ops.push({ type: 'delete', key: cur.key });
     if (ops.length > 0) await this.store.txn({ compare: [], success: ops });
+    rmSync(this.logFile(ct), { force: true });
     for (const ep of eps) await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
     if (ct.gateway)
       await this.releaseIfOwner(`${hostPrefix(this.hostId)}gw/`, GATEWAY_SUBNET, ct.gateway.ip, ct.id);

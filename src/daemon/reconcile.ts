@@ -34,6 +34,7 @@ export interface ReconcileReport {
   namespacesRemoved: string[];
   linksRemoved: string[];
   addressesReleased: number;
+  logsRemoved: number;
 }
 
 export async function reconcile(engine: Engine): Promise<ReconcileReport> {
@@ -44,12 +45,14 @@ export async function reconcile(engine: Engine): Promise<ReconcileReport> {
     namespacesRemoved: [],
     linksRemoved: [],
     addressesReleased: 0,
+    logsRemoved: 0,
   };
   await finishNetworkRemovals(engine);
   for (const ct of await engine.listContainers()) await reconcileContainer(engine, ct, report);
   await removeUnknownNamespaces(engine, report);
   await removeUnknownLinks(engine, report);
   await sweepAllocations(engine, report);
+  report.logsRemoved = await engine.sweepLogs();
   await engine.collect();
   engine.log.info(report, 'reconciled kernel with store');
   return report;
