@@ -160,12 +160,14 @@ test('etcd restart: unavailable while down, writes and the watch resume after', 
   await s.put(`${p}a`, '1');
   await s.put(`${p}b`, '1');
   await until('the watch saw a and b', () => m.kvs.size === 2);
+  const lease = await s.grantLease({ ttlSeconds: 30 });
   // A second client deletes b while the first one's watch is down, then etcd restarts.
   const { dataDir, clientUrl, peerUrl } = etcd;
   await etcd.stop({ keepData: true });
   const t0 = Date.now();
   await assert.rejects(s.put(`${p}c`, '1'), (e) => isVxError(e, 'ERR_STORE_UNAVAILABLE'));
   await assert.rejects(s.get(`${p}a`), (e) => isVxError(e, 'ERR_STORE_UNAVAILABLE'));
+  await assert.rejects(lease.keepAlive(), (e) => isVxError(e, 'ERR_STORE_UNAVAILABLE'));
   assert.ok(Date.now() - t0 < 3000, `unavailable reported in ${Date.now() - t0} ms`);
   etcd = await startEtcd({ dataDir, clientUrl, peerUrl });
   const other = await open();
@@ -185,6 +187,7 @@ test('etcd restart: unavailable while down, writes and the watch resume after', 
     'a resync after the reconnect',
   );
   assert.deepEqual([...m.kvs.keys()].sort(), [`${p}a`, `${p}c`]);
+  await lease.keepAlive();
   w.close();
 });
 

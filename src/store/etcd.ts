@@ -123,7 +123,14 @@ function mapError(e: unknown, what: string): VxError {
     return new VxError('ERR_LEASE_NOT_FOUND', `${what}: ${msg}`, { cause: e });
   if (/duplicate key given in txn request/.test(msg))
     return new VxError('ERR_STORE_BAD_TXN', `${what}: a key appears twice in one transaction`, { cause: e });
-  if ((e instanceof Error && isRecoverableError(e)) || UNAVAILABLE_TEXT.test(msg))
+  // Stream errors reach us as raw gRPC errors: 14 UNAVAILABLE, 4 DEADLINE_EXCEEDED.
+  const grpcCode = (e as { code?: unknown } | undefined)?.code;
+  if (
+    (e instanceof Error && isRecoverableError(e)) ||
+    grpcCode === 14 ||
+    grpcCode === 4 ||
+    UNAVAILABLE_TEXT.test(msg)
+  )
     return new VxError('ERR_STORE_UNAVAILABLE', `${what}: etcd is unavailable (${msg})`, { cause: e });
   return new VxError('ERR_STORE_ETCD', `${what}: etcd refused the request: ${msg}`, { cause: e });
 }
@@ -368,7 +375,12 @@ class EtcdKv implements EtcdStore {
     if (!this.keepAlives || this.keepAlives.broken) {
       this.keepAlives = new KeepAliveStream(this);
     }
-    const ttl = await this.keepAlives.refresh(id);
+    let ttl: number;
+    try {
+      ttl = await this.keepAlives.refresh(id);
+    } catch (e) {
+      throw mapError(e, `keep lease ${id} alive`);
+    }
     if (ttl <= 0) throw new VxError('ERR_LEASE_NOT_FOUND', `lease ${id} not found (expired or revoked)`);
   }
 
