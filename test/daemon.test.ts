@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { isVxError } from '../src/errors.js';
-import { ip, ipJson } from '../src/kernel/exec.js';
+import { ip, ipBatch, ipJson } from '../src/kernel/exec.js';
 import { getLink, listLinks } from '../src/kernel/link.js';
 import { gatewayNatInstalled } from '../src/kernel/nat.js';
+import { listRoutes } from '../src/kernel/route.js';
 import { createHost, OUTSIDE_IP, pings, root, type TestHost } from './daemon-host.js';
 
 const skip = root ? false : 'needs root (network namespaces)';
@@ -305,19 +306,33 @@ test('attach/detach a namespace made elsewhere', { skip }, async () => {
   const other = `vxdx-${h.tag}`;
   await ip(['netns', 'add', other], { action: 'add netns' });
   try {
+    // The other runtime's own uplink and default route, which attaching must leave alone.
+    await ipBatch(
+      [
+        ['link', 'add', 'dm0', 'type', 'veth', 'peer', 'name', 'dm1'],
+        ['link', 'set', 'dev', 'dm1', 'up'],
+        ['link', 'set', 'dev', 'dm0', 'up'],
+        ['addr', 'add', '192.0.2.1/24', 'dev', 'dm0'],
+        ['route', 'add', 'default', 'via', '192.0.2.254', 'dev', 'dm0'],
+      ],
+      { netns: other, action: 'foreign uplink' },
+    );
     const ep = await api<{ IPAddress: string; Interface: string }>('POST', '/networks/front/connect', {
       Container: other,
     });
     assert.equal(ep.Interface, 'eth0');
+    const routes = await listRoutes({ netns: other });
+    assert.deepEqual(
+      routes.filter((r) => r.dst === 'default').map((r) => r.dev),
+      ['dm0'],
+    );
+    assert.ok(await getLink('eth1', { netns: other }), 'eth1 on the gateway bridge');
     const a = await api<Ct>('GET', '/containers/a/json');
     assert.ok(await pings(other, ipOf(a, 'front')));
     await api('POST', '/networks/front/disconnect', { Container: other });
     await rejects(api('GET', `/containers/${other}/json`), 'ERR_CONTAINER_NOT_FOUND');
     // The namespace stays (it is not vxnet's), without vxnet's interfaces.
-    assert.deepEqual(
-      (await listLinks({ netns: other })).map((l) => l.name),
-      ['lo'],
-    );
+    assert.deepEqual((await listLinks({ netns: other })).map((l) => l.name).sort(), ['dm0', 'dm1', 'lo']);
   } finally {
     await ip(['netns', 'delete', other], { action: 'delete netns' }).catch(() => undefined);
   }

@@ -21,7 +21,7 @@ import { ipBatch } from '../kernel/exec.js';
 import { deleteLink, ensureVeth, getLink, listLinks, setLink } from '../kernel/link.js';
 import { ensureGatewayNat, GATEWAY_BRIDGE, GATEWAY_SUBNET, removeGatewayNat } from '../kernel/nat.js';
 import { deleteNetns, ensureNetns, netnsExists } from '../kernel/netns.js';
-import { replaceRoute } from '../kernel/route.js';
+import { listRoutes, replaceRoute } from '../kernel/route.js';
 import type { OverlayPorts, PortRef } from './ports.js';
 import type { ContainerRecord, EndpointRecord, NetworkRecord } from './records.js';
 
@@ -202,7 +202,10 @@ export class Plumbing {
     await setLink(gw.ifname, { ...inCt, up: true });
     await addAddr(gw.ifname, gw.address, inCt);
     await attachPort(GATEWAY_BRIDGE, gw.hostIf, { ...this.host, isolated: true });
-    await replaceRoute({ netns: ct.netns, dst: 'default', via: GATEWAY_IP, dev: gw.ifname });
+    // A namespace made elsewhere keeps a default route it already has (its runtime's egress).
+    const routes = ct.external ? await listRoutes({ netns: ct.netns }) : [];
+    const foreign = routes.some((r) => r.dst === 'default' && r.dev !== gw.ifname);
+    if (!foreign) await replaceRoute({ netns: ct.netns, dst: 'default', via: GATEWAY_IP, dev: gw.ifname });
   }
 
   async removeGatewayLink(ct: ContainerRecord): Promise<void> {
