@@ -111,7 +111,8 @@ test('two hosts on one store: cross-host ping, FDB programmed from the store, wi
   const bEp = b.NetworkSettings.Networks.ov!;
   // Names are unique across hosts; the network is visible from both.
   await assert.rejects(run(c2, 'a'), (e) => isVxError(e, 'ERR_NAME_IN_USE'));
-  const net = await c1.call<{ Id: string; VNI: number }>('GET', '/networks/ov');
+  const net = await c1.call<{ Id: string; VNI: number; MTU: number }>('GET', '/networks/ov');
+  assert.equal(net.MTU, 1450, 'underlay MTU of the advertised address device (ul0: 1500) - 50');
   const fdb = await until('host 1 to learn b from the store', async () => {
     const rows = await c1.call<{ mac: string }[]>('GET', '/fdb?network=ov');
     return rows.find((r) => r.mac === bEp.MacAddress);

@@ -22,6 +22,7 @@ import { dirname, join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { VxError } from '../errors.js';
 import { parseIp } from '../ipam/cidr.js';
+import { ipJson } from '../kernel/exec.js';
 import { detectUnderlayMtu } from '../kernel/link.js';
 import { netnsExists } from '../kernel/netns.js';
 import { openEmbeddedStore } from '../store/embedded.js';
@@ -96,6 +97,19 @@ function hostIdOf(stateDir: string, given?: string): string {
   return id;
 }
 
+/** The underlay MTU: of the device holding the advertised address, else of the default route. */
+async function underlayMtu(host: { netns?: string }, advertise?: string) {
+  if (advertise === undefined) return detectUnderlayMtu(host);
+  const rows = await ipJson<{ ifname: string; addr_info?: { local: string }[] }>(['-4', 'addr', 'show'], {
+    ...host,
+    action: 'list addresses',
+  });
+  const dev = rows.find((r) => r.addr_info?.some((a) => a.local === advertise))?.ifname;
+  if (dev === undefined)
+    throw new VxError('ERR_BAD_OPTION', `--cluster-advertise ${advertise} is not an address of this host`);
+  return detectUnderlayMtu({ ...host, device: dev });
+}
+
 /** Fails with ERR_DAEMON_RUNNING when a daemon answers on `path`; removes a dead socket file. */
 async function claimSocket(path: string): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
@@ -122,7 +136,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   const ports = o.ports ?? PORT_KINDS.kernel!({ advertise: o.advertise, hostNetns: o.hostNetns, stateDir });
   if (o.advertise !== undefined) parseIp(o.advertise, '--cluster-advertise');
   const host = o.hostNetns === undefined ? {} : { netns: o.hostNetns };
-  const mtu = await detectUnderlayMtu(o.advertise === undefined ? host : { ...host, dest: o.advertise });
+  const mtu = await underlayMtu(host, o.advertise);
   log.info({ stateDir, socket, ports: ports.kind, underlayMtu: mtu.underlay, via: mtu.device }, 'starting');
   const engine = new Engine({
     store,
