@@ -223,6 +223,10 @@ for _ in range(an):
     i += 2 if r[i] >= 0xc0 else 1
     t, c, ttl, ln = struct.unpack('>HHIH', r[i:i+10]); i += 10
     if t == 1: ips.append('.'.join(str(b) for b in r[i:i+4]))
+    if t == 12:
+        j, labels = i, []
+        while r[j]: labels.append(r[j+1:j+1+r[j]].decode()); j += 1 + r[j]
+        ips.append('.'.join(labels))
     i += ln
 print(json.dumps({'id': qid, 'rcode': flags & 15, 'aa': bool(flags & 0x400), 'tc': bool(flags & 0x200), 'ips': ips}))
 `;
@@ -309,6 +313,8 @@ test('the resolver in container namespaces: names by network, NXDOMAIN, forwardi
       const hits = table.filter((e) => e.names.includes(name) && asker.networks.includes(e.net));
       return hits.flatMap((e) => (e.names[0] === 'many' ? manyIps : [e.ip]));
     },
+    reverse: (asker: Asker, addr: string) =>
+      table.filter((e) => e.ip === addr && asker.networks.includes(e.net)).map((e) => e.names[0]!),
   });
   t.after(() => resolver.close());
   await assert.rejects(
@@ -337,6 +343,10 @@ test('the resolver in container namespaces: names by network, NXDOMAIN, forwardi
   assert.match((await getent(c2, 'db')).out, /^10\.0\.1\.3\s/m, 'but does for a container on its network');
   assert.equal((await getent(c2, 'web')).code, 2);
   assert.match((await getent(c1, 'outside.test')).out, /^192\.0\.2\.7\s/m, 'forwarded to the upstream');
+  const rev = await sh('ip', ['netns', 'exec', c1, 'getent', 'hosts', '10.0.0.2']);
+  assert.match(rev.out, /^10\.0\.0\.2\s+web$/m, 'reverse lookup (PTR) of a container address');
+  assert.deepEqual((await ask(c1, '2.0.0.10.in-addr.arpa', { type: 12 })).ips, ['web']);
+  assert.equal((await ask(c1, '3.1.0.10.in-addr.arpa', { type: 12 })).rcode, RCODE_NXDOMAIN, 'not for db');
 
   // Exact answers, over UDP and TCP.
   const w = await ask(c1, 'WEB');

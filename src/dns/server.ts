@@ -32,10 +32,12 @@ import {
   buildMessage,
   CLASS_IN,
   CLASSIC_UDP_BYTES,
+  encodeName,
   ipv4Data,
   type Message,
   parseMessage,
   peekHeader,
+  type Question,
   RCODE_FORMERR,
   RCODE_NOTIMP,
   RCODE_NXDOMAIN,
@@ -44,6 +46,7 @@ import {
   TYPE_A,
   TYPE_ANY,
   TYPE_OPT,
+  TYPE_PTR,
 } from './message.js';
 
 export const RESOLVER_IP = '127.0.0.11';
@@ -59,8 +62,13 @@ export interface Asker {
 /** The daemon's names: the IPv4 addresses `name` has for `asker`; empty when it has none. */
 export type Lookup = (asker: Asker, name: string) => readonly string[] | Promise<readonly string[]>;
 
+/** The daemon's reverse names: the names an IPv4 address has for `asker` (PTR); empty when none. */
+export type ReverseLookup = (asker: Asker, ipv4: string) => readonly string[] | Promise<readonly string[]>;
+
 export interface ResolverOptions {
   lookup: Lookup;
+  /** Answers PTR queries (`D.C.B.A.in-addr.arpa`) for container addresses; others are forwarded. */
+  reverse?: ReverseLookup;
   /** Upstream resolvers, `IP` or `IP:PORT` (IPv4); default: the nameservers in /etc/resolv.conf. */
   upstreams?: string[];
   /** Per upstream attempt (default 2000 ms). */
@@ -143,12 +151,20 @@ function parseUpstream(s: string): Upstream {
   return { address: m[1]!, port, fromHost: m[1]!.startsWith('127.') };
 }
 
+/** `4.3.2.1.in-addr.arpa` -> `1.2.3.4`; undefined for anything else. */
+function arpaToIpv4(name: string): string | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.in-addr\.arpa$/.exec(name);
+  if (!m || m.slice(1).some((b) => Number(b) > 255 || (b.length > 1 && b.startsWith('0')))) return undefined;
+  return `${m[4]}.${m[3]}.${m[2]}.${m[1]}`;
+}
+
 function normalize(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');
 }
 
 export class DnsResolver {
   private readonly lookup: Lookup;
+  private readonly reverse: ReverseLookup | undefined;
   private readonly upstreams: Upstream[];
   private readonly timeoutMs: number;
   private readonly ttl: number;
@@ -167,6 +183,7 @@ export class DnsResolver {
     if (typeof options?.lookup !== 'function')
       throw new VxError('ERR_INVALID_ARG', 'options.lookup must be a function (asker, name) => ipv4[]');
     this.lookup = options.lookup;
+    this.reverse = options.reverse;
     this.upstreams = (options.upstreams ?? resolvConfUpstreams()).map(parseUpstream);
     this.timeoutMs = options.forwardTimeoutMs ?? 2000;
     if (!Number.isInteger(this.timeoutMs) || this.timeoutMs < 1)
@@ -276,25 +293,14 @@ export class DnsResolver {
     if (q.questions.length !== 1) return reply(buildMessage({ ...base, rcode: RCODE_FORMERR }));
     const question = q.questions[0]!;
     const name = normalize(question.name);
-    let ips: readonly string[] = [];
-    if (question.class === CLASS_IN && name !== '') {
-      try {
-        ips = await this.lookup(ctx.asker, name);
-      } catch {
-        return reply(buildMessage({ ...base, rcode: RCODE_SERVFAIL, additionals }));
-      }
+    let answers: ResourceRecord[] | undefined;
+    try {
+      answers = await this.local(ctx.asker, question, name);
+    } catch {
+      // The daemon's lookup failed or returned something that is not an address.
+      return reply(buildMessage({ ...base, rcode: RCODE_SERVFAIL, additionals }));
     }
-    if (ips.length > 0) {
-      const answers =
-        question.type === TYPE_A || question.type === TYPE_ANY
-          ? ips.map((ip) => ({
-              name: question.name,
-              type: TYPE_A,
-              class: CLASS_IN,
-              ttl: this.ttl,
-              data: ipv4Data(ip),
-            }))
-          : [];
+    if (answers) {
       return reply(buildMessage({ ...base, aa: true, answers, additionals }, { maxBytes: ctx.maxBytes(q) }));
     }
     if ((!name.includes('.') && !this.forwardSingleLabel) || name === '') {
@@ -313,6 +319,31 @@ export class DnsResolver {
       clientId: raw.readUInt16BE(0),
       reply,
     });
+  }
+
+  /** The daemon's own answer to a question (records, maybe none), or undefined when it is not ours. */
+  private async local(asker: Asker, question: Question, name: string): Promise<ResourceRecord[] | undefined> {
+    if (question.class !== CLASS_IN || name === '') return undefined;
+    const record = (type: number, data: Uint8Array) => ({
+      name: question.name,
+      type,
+      class: CLASS_IN,
+      ttl: this.ttl,
+      data,
+    });
+    const ptrOf =
+      this.reverse && (question.type === TYPE_PTR || question.type === TYPE_ANY)
+        ? arpaToIpv4(name)
+        : undefined;
+    if (ptrOf) {
+      const names = await this.reverse!(asker, ptrOf);
+      if (names.length > 0) return names.map((n) => record(TYPE_PTR, encodeName(n)));
+    }
+    const ips = await this.lookup(asker, name);
+    if (ips.length === 0) return undefined;
+    return question.type === TYPE_A || question.type === TYPE_ANY
+      ? ips.map((ip) => record(TYPE_A, ipv4Data(ip)))
+      : [];
   }
 
   private forward(p: Pending): void {

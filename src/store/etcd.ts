@@ -519,7 +519,7 @@ class EtcdWatch implements Watcher {
               // Watching from the past: etcd replays it from a sync loop that runs every 100 ms.
               // Wait (bounded) for the replay, so callers see history before new events.
               catchUpTo = current;
-              catchUpTimer = setTimeout(resolve, CATCH_UP_MS);
+              catchUpTimer = setTimeout(resolve, Math.min(CATCH_UP_MS, this.store.timeoutMs / 2));
             }
           }
           this.receive(res);
