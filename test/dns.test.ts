@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -393,4 +395,62 @@ test('the resolver in container namespaces: names by network, NXDOMAIN, forwardi
   assert.equal(existsSync(`/etc/netns/${c1}`), false, 'resolv.conf removed');
   const gone = await sh('ip', ['netns', 'exec', c1, PY, '-c', CLIENT, 'web', '1', 'udp']);
   assert.notEqual(gone.code, 0, 'nothing answers after detach');
+});
+
+test('serve() on loopback sockets: garbage never stops it; TCP queries split across writes', async (t) => {
+  const udp = dgram.createSocket('udp4');
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+  const tcp = net.createServer();
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+  const resolver = createResolver({
+    upstreams: [],
+    lookup: (_a, name) => (name === 'web' ? ['10.0.0.2'] : []),
+  });
+  const serving = resolver.serve({ udp, tcp }, { networks: ['red'] });
+  t.after(async () => {
+    serving.close();
+    await resolver.close();
+  });
+  const port = (udp.address() as net.AddressInfo).port;
+  const client = dgram.createSocket('udp4');
+  t.after(() => client.close());
+  const replies: Buffer[] = [];
+  client.on('message', (m) => replies.push(m));
+  let seed = 99;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed >>> 16;
+  };
+  for (let i = 0; i < 300; i++) {
+    const b = Buffer.from(QUERY_WEB);
+    for (let k = 0; k < 1 + (rnd() % 6); k++) b[rnd() % b.length] = rnd() & 0xff;
+    client.send(i % 3 === 0 ? randomBytes(rnd() % 40) : b, port, '127.0.0.1');
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  for (const r of replies) assert.ok(parseMessage(r).qr, 'every reply is a well-formed response');
+  replies.length = 0;
+  client.send(QUERY_WEB, port, '127.0.0.1');
+  for (let i = 0; i < 50 && replies.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const a = parseMessage(replies[0]!);
+  assert.deepEqual([a.id, a.rcode, [...a.answers[0]!.data]], [0x1234, 0, [10, 0, 0, 2]]);
+
+  // Two queries over one TCP connection, the first split mid-length-prefix.
+  const conn = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => conn.destroy());
+  const framed = Buffer.concat([Buffer.from([0, QUERY_WEB.length]), QUERY_WEB]);
+  const got: Buffer[] = [];
+  let acc = Buffer.alloc(0);
+  conn.on('data', (d: Buffer) => {
+    acc = Buffer.concat([acc, d]);
+    while (acc.length >= 2 && acc.length >= 2 + acc.readUInt16BE(0)) {
+      got.push(acc.subarray(2, 2 + acc.readUInt16BE(0)));
+      acc = acc.subarray(2 + acc.readUInt16BE(0));
+    }
+  });
+  conn.write(framed.subarray(0, 1));
+  await new Promise((r) => setTimeout(r, 30));
+  conn.write(Buffer.concat([framed.subarray(1), framed]));
+  for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(got.length, 2);
+  for (const g of got) assert.equal(parseMessage(g).answers.length, 1);
 });
