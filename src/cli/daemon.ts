@@ -28,6 +28,14 @@ export const daemon: Command = {
       arg: 'IP',
       help: "This host's tunnel endpoint address, published to other hosts",
     },
+    'cluster-store': {
+      type: 'string',
+      arg: 'etcd://H:P[,H:P]',
+      help: 'Cluster store shared by the hosts (default: the embedded store, one host)',
+    },
+    'etcd-cacert': { type: 'string', arg: 'FILE', help: "CA of etcd's certificate (TLS to etcd)" },
+    'etcd-cert': { type: 'string', arg: 'FILE', help: 'Client certificate for etcd' },
+    'etcd-key': { type: 'string', arg: 'FILE', help: 'Key of --etcd-cert' },
     'vxlan-port': { type: 'string', arg: 'KIND', help: 'VXLAN port implementation (default "kernel")' },
     'log-level': { type: 'string', arg: 'LEVEL', help: 'trace|debug|info|warn|error (default info)' },
   },
@@ -46,16 +54,43 @@ export const daemon: Command = {
     const level = (p.flags['log-level'] as string | undefined) ?? 'info';
     if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(level))
       throw new VxError('ERR_BAD_OPTION', `--log-level "${level}" must be trace, debug, info, warn or error`);
-    const d = await startDaemon({
-      stateDir: p.flags['state-dir'] as string | undefined,
+    const stateDir = (p.flags['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR;
+    const clusterStore = p.flags['cluster-store'] as string | undefined;
+    const cacert = p.flags['etcd-cacert'] as string | undefined;
+    const cert = p.flags['etcd-cert'] as string | undefined;
+    const key = p.flags['etcd-key'] as string | undefined;
+    if ((cert === undefined) !== (key === undefined))
+      throw new VxError('ERR_BAD_OPTION', '--etcd-cert and --etcd-key go together');
+    if (cert !== undefined && cacert === undefined)
+      throw new VxError('ERR_BAD_OPTION', '--etcd-cert needs --etcd-cacert');
+    const { openStore } = await import('../store/open.js');
+    const store =
+      clusterStore === undefined
+        ? undefined
+        : await openStore({
+            clusterStore,
+            stateDir,
+            etcdTls: cacert === undefined ? undefined : { caFile: cacert, certFile: cert, keyFile: key },
+          });
+    if (store === undefined && cacert !== undefined)
+      throw new VxError('ERR_BAD_CLUSTER_STORE', '--etcd-cacert/--etcd-cert/--etcd-key need --cluster-store');
+    const starting = startDaemon({
+      stateDir,
+      store,
+      storeKind: store === undefined ? undefined : 'etcd',
       socket: (p.flags.socket as string | undefined) ?? ctx.host,
       hostId: p.flags['host-id'] as string | undefined,
       advertise: p.flags['cluster-advertise'] as string | undefined,
       ports: make({
         advertise: p.flags['cluster-advertise'] as string | undefined,
-        stateDir: (p.flags['state-dir'] as string | undefined) ?? DEFAULT_STATE_DIR,
+        stateDir,
       }),
       logLevel: level,
+    });
+    // A failed start must not leave the etcd client holding the process open.
+    const d = await starting.catch(async (e: unknown) => {
+      await store?.close().catch(() => undefined);
+      throw e;
     });
     await new Promise<void>((resolve) => {
       const stop = () => {

@@ -9,7 +9,7 @@
 // Every etcd still running when this process exits is killed, so a crashed test leaves none.
 
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,11 @@ export interface StartEtcdOptions {
    * clientAuth (as etcd's docs advise for member certificates).
    */
   tls?: { certFile: string; keyFile: string; caFile: string };
+  /**
+   * Outlive this process (the lab's etcd, started by `vxnet lab up` which then exits): its own
+   * process group, output appended to this file instead of kept in memory, not killed at exit.
+   */
+  detached?: { logFile: string };
 }
 
 export interface EtcdServer {
@@ -117,16 +122,26 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   const [cmd, argv] = options.netns
     ? ['ip', ['netns', 'exec', options.netns, ETCD_BIN, ...args]]
     : [ETCD_BIN, args];
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let output = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    output = (output + d.toString()).slice(-20000);
+  const logFd = options.detached ? openSync(options.detached.logFile, 'a', 0o600) : undefined;
+  const child = spawn(cmd, argv, {
+    stdio: ['ignore', 'ignore', logFd ?? 'pipe'],
+    detached: logFd !== undefined,
   });
+  let output = '';
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  child.once('exit', () => live.delete(child));
-  child.once('error', () => live.delete(child));
-  live.add(child);
-  armExitHook();
+  if (logFd === undefined) {
+    child.stderr!.on('data', (d: Buffer) => {
+      output = (output + d.toString()).slice(-20000);
+    });
+    child.once('exit', () => live.delete(child));
+    child.once('error', () => live.delete(child));
+    live.add(child);
+    armExitHook();
+  } else {
+    closeSync(logFd);
+    child.unref();
+  }
+  const logText = () => (options.detached ? tail(options.detached.logFile) : output);
 
   let stopped = false;
   const stop = async (o: { keepData?: boolean } = {}) => {
@@ -153,7 +168,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
     await stop({ keepData: !ownDir });
     throw new VxError(
       'ERR_ETCD_START',
-      `etcd on ${clientUrl}${options.netns ? ` in netns "${options.netns}"` : ''} did not start: ${(e as Error).message}\n${output.slice(-2000)}`,
+      `etcd on ${clientUrl}${options.netns ? ` in netns "${options.netns}"` : ''} did not start: ${(e as Error).message}\n${logText().slice(-2000)}`,
     );
   }
   return {
@@ -164,7 +179,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
     dataDir,
     netns: options.netns,
     pid: child.pid!,
-    log: () => output,
+    log: logText,
     stop,
   };
 }
@@ -238,6 +253,14 @@ function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').slice(-20000);
+  } catch {
+    return '';
+  }
 }
 
 function armExitHook(): void {
