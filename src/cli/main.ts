@@ -34,11 +34,20 @@ const COMMANDS: Record<string, Entry> = {
   peers: { summary: 'List remote tunnel endpoints', load: async () => (await import('./diag.js')).peers },
   stats: { summary: 'Show datapath counters', load: async () => (await import('./diag.js')).stats },
   info: { summary: 'Show daemon information', load: async () => (await import('./diag.js')).info },
+  tunnel: {
+    summary: 'Run one VXLAN tunnel endpoint (TAP) in the foreground',
+    load: async () => (await import('./tunnel.js')).tunnel,
+  },
+  lab: { summary: 'Simulated hosts on this machine', load: async () => (await import('./lab.js')).lab },
+  demo: {
+    summary: 'Replay the overlay walkthrough on a fresh lab (wget http://web across hosts)',
+    load: async () => (await import('./demo.js')).demo,
+  },
 };
 
 function usage(): string {
   const rows = Object.entries(COMMANDS).map(([n, e]) => `  ${n.padEnd(14)} ${e.summary}`);
-  return `Usage: vxnet [-H unix:///path/to/vxnet.sock] COMMAND [OPTIONS]
+  return `Usage: vxnet [-H unix:///path/to/vxnet.sock | --host LABHOST] COMMAND [OPTIONS]
 
 Commands:
 ${rows.join('\n')}
@@ -46,8 +55,25 @@ ${rows.join('\n')}
 
 Global options:
   -H, --host unix:///PATH   Daemon socket (default $VXNET_HOST, else unix:///run/vxnet/vxnet.sock)
+  -H, --host NAME           The daemon of a lab host (host1, host2, ...: see 'vxnet lab')
 
 Run 'vxnet COMMAND --help' for more information on a command.`;
+}
+
+/** `--host host2`: a lab host's name stands for its daemon's socket. */
+async function labHost(host: string | undefined): Promise<string | undefined> {
+  if (host === undefined || !/^[a-z][a-z0-9-]*$/.test(host)) return host;
+  const { readLabState, labDir } = await import('../lab/lab.js');
+  const s = readLabState();
+  const h = s?.hosts.find((x) => x.name === host);
+  if (!h)
+    throw new VxError(
+      'ERR_LAB_NOT_FOUND',
+      s
+        ? `the lab has no host "${host}" (it has ${s.hosts.map((x) => x.name).join(', ')})`
+        : `--host ${host}: no lab is up in ${labDir()} (start one with 'vxnet lab up'), and it is not unix:///path`,
+    );
+  return `unix://${h.socket}`;
 }
 
 function groupUsage(g: Group): string {
@@ -75,6 +101,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const entry = COMMANDS[cmd];
   if (!entry) throw new VxError('ERR_UNKNOWN_COMMAND', `unknown command "${cmd}"\n\n${usage()}`);
+  host = await labHost(host);
   const explicit = host ?? process.env.VXNET_HOST;
   const ctx: CliContext = {
     host: explicit === undefined ? undefined : resolveHost(explicit),
