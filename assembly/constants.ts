@@ -65,7 +65,11 @@ export const DROP_LOOP = 11; // source MAC is one of our own (reflection)
 export const DROP_AUTH = 12; // authentication (AES-GCM tag) failed
 export const DROP_REPLAY = 13; // outside or already seen in the anti-replay window
 export const DROP_CLEARTEXT = 14; // cleartext VXLAN for an encrypted network
-export const DROP_REASONS = 16; // number of reason slots in a counter block
+export const DROP_BAD_SPI = 16; // ESP open: no inbound SA for the SPI (or SPI 0: an IKE/non-ESP marker)
+export const DROP_BAD_PADDING = 17; // ESP open: authentic, but pad bytes/pad length inconsistent
+export const DROP_NO_SA = 18; // ESP seal: no outbound SA bound for the peer (or the SA index is not live)
+export const DROP_SEQ_EXHAUSTED = 19; // ESP seal: the SA sent 2^32 - 1 packets (rekey needed; never wraps)
+export const DROP_REASONS = 24; // number of reason slots in a counter block
 
 // ---- Packet descriptors: the batch format that crosses every JS/WASM and thread boundary ------
 // A batch is an array of DESC_SIZE-byte descriptors in linear memory, one per packet. The packet
@@ -254,7 +258,7 @@ export const EVT_L2_MISS = 1;
 export const EVT_L3_MISS = 2;
 export const EVT_PEER_LEARNED = 3;
 // Counter block (u64 each, CNT_BLOCK_SIZE bytes): global, per port, per peer.
-export const CNT_BLOCK_SIZE = 192;
+export const CNT_BLOCK_SIZE = 256; // 64 + 8 * DROP_REASONS
 export const CNT_TX_PACKETS = 0; // encap: frames sent (SEND) or flooded (FLOOD, once per frame)
 export const CNT_TX_BYTES = 8; // inner frame bytes of those
 export const CNT_RX_PACKETS = 16; // decap: frames delivered (LOCAL)
@@ -322,3 +326,62 @@ export const GCM_OK = 0;
 export const GCM_ERR_AUTH = 1; // open: tag mismatch (text zeroed)
 export const GCM_ERR_TAG_LEN = 2; // tag length not 16, 12 or 8 (nothing touched)
 export const GCM_ERR_KEY_LEN = 3; // gcm_init: key not 16 or 32 bytes
+
+// ---- ESP (RFC 4303 transport mode, AES-GCM per RFC 4106; assembly/esp.ts, src/crypto/esp.ts) ---
+// Wire: SPI (4) | sequence (4) | IV (8) | ciphertext(payload | pad 1,2,3.. | pad length | next
+// header) | ICV (8/12/16). AAD = SPI + 32-bit sequence (no ESN). Nonce = salt (4) || IV (8).
+export const ESP_HLEN = 8; // SPI + sequence number
+export const ESP_IV_LEN = 8;
+export const ESP_PUSH = 16; // bytes seal pushes in front of the payload (header + IV)
+export const ESP_SALT_LEN = 4;
+export const ESP_MAX_OVERHEAD = 37; // 16 + 3 pad + 2 trailer + 16 ICV (8-byte ICV: 29)
+export const ESP_REPLAY_WINDOW = 1024; // sequence numbers [T - 1023, T] are in the window (power of two)
+export const ESP_UDP_PORT = 4500; // RFC 3948 UDP encapsulation
+export const ESP_CHUNK = 256; // descriptors staged per inner pass (batches of any size are chunked)
+export const ESP_F_BY_SA = 1; // seal: DESC_ARG is an SA index (default: a peer index mapped by esp_bind)
+export const ESP_F_PULL_UDP = 2; // open: also check the inner UDP header (dport 4789) and pull it
+// ESP context (ESPX_SIZE bytes, u32 fields): config written by the host, then esp_setup carves tables.
+export const ESPX_SIZE = 128;
+export const ESPX_MAX_SAS = 0; // config: SA slots
+export const ESPX_MAX_PEERS = 4; // config: entries of the peer -> outbound SA map
+export const ESPX_SAS = 8; // ptr: SA slots (ESP_SA_SIZE each)
+export const ESPX_HASH = 12; // ptr: u32 slots holding inbound SA index + 1, keyed by SPI
+export const ESPX_HASH_MASK = 16;
+export const ESPX_HASH_SHIFT = 20;
+export const ESPX_TXMAP = 24; // ptr: u32 per peer: outbound SA index or NO_INDEX
+export const ESPX_CNT = 28; // ptr: ESP counter block (ESP_CNT_SIZE)
+export const ESPX_GCMD = 32; // ptr: ESP_CHUNK GCM descriptors
+export const ESPX_NONCES = 36; // ptr: ESP_CHUNK x 16 bytes (salt || IV)
+export const ESPX_KEYS = 40; // ptr: ESP_CHUNK u32 GCM key contexts, parallel to the GCM descriptors
+export const ESPX_IDX = 44; // ptr: ESP_CHUNK u32 descriptor indexes, parallel to the GCM descriptors
+export const ESPX_SCRATCH = 48; // ptr: GCM_SCRATCH_SIZE (the ESP context is single-thread, like a datapath)
+export const ESPX_STAGE = 52; // ptr: one ESP_SA_HDR-byte record the host fills for esp_sa_add
+export const ESPX_MEM_BYTES = 56; // bytes esp_setup allocated
+// SA slot (ESP_SA_SIZE bytes): header fields then the replay bitmap (inbound).
+export const ESP_SA_SIZE = 256;
+export const ESP_SA_HDR = 96; // bytes the host stages for esp_sa_add (the bitmap starts zeroed)
+export const SA_SPI = 0; // u32 host order
+export const SA_FLAGS = 4; // ESP_SA_F_*
+export const SA_ICV = 8; // u32: 8, 12 or 16
+export const SA_GCM = 12; // u32: GCM key context (GCM_CTX_*), shared by SAs with the same key
+export const SA_SALT = 16; // 4 raw bytes
+export const SA_IVCTR = 20; // u32 ptr: u64 IV counter shared by every SA with this key and salt
+export const SA_SEQ = 24; // u64: outbound: last sequence sent; inbound: highest authenticated (T)
+export const SA_PACKETS = 32; // u64: sealed / opened
+export const SA_BYTES = 40; // u64: payload bytes of those
+export const SA_AUTH_FAIL = 48; // u64 (inbound)
+export const SA_REPLAY = 56; // u64 (inbound)
+export const SA_WINDOW = 96; // ESP_REPLAY_WINDOW bits (128 bytes)
+export const ESP_SA_F_USED = 1;
+export const ESP_SA_F_OUT = 2;
+// ESP counter block (u64 each).
+export const ESP_CNT_SEALED = 0;
+export const ESP_CNT_SEALED_BYTES = 8;
+export const ESP_CNT_OPENED = 16;
+export const ESP_CNT_OPENED_BYTES = 24;
+export const ESP_CNT_DROPS = 32; // + 8 * DROP_* reason
+export const ESP_CNT_SIZE = 224; // 32 + 8 * DROP_REASONS
+// esp_sa_add / esp_bind statuses (returned negated by esp_sa_add).
+export const ST_SPI_EXISTS = 14;
+export const ST_SA_TABLE_FULL = 15;
+export const ST_INVALID_SA = 16;

@@ -19,3 +19,4 @@ export {
 export { fdb_add_batch, fdb_remove_batch, fdb_lookup_batch, fdb_learn_batch } from './fdb';
 export { neigh_add_batch, neigh_remove_batch } from './neigh';
 export { gcm_init, gcm_wipe, gcm_seal_batch, gcm_open_batch } from './gcm';
+export { esp_setup, esp_sa_add, esp_sa_remove, esp_bind, esp_seal_batch, esp_open_batch } from './esp';

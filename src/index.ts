@@ -3,6 +3,17 @@
 export * as constants from '../assembly/constants.js';
 export { GcmBatch, type GcmBatchOptions, type GcmSlotInput } from './crypto/batch.js';
 export {
+  ESP_DROP_NAMES,
+  Esp,
+  type EspCounters,
+  type EspDirection,
+  type EspOpenOptions,
+  type EspOptions,
+  type EspSaInfo,
+  type EspSaOptions,
+  type EspSealOptions,
+} from './crypto/esp.js';
+export {
   GcmKey,
   type GcmMessage,
   type GcmTagLength,

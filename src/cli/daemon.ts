@@ -25,8 +25,13 @@ export const daemon: Command = {
     },
     'cluster-advertise': {
       type: 'string',
-      arg: 'IP',
-      help: "This host's tunnel endpoint address, published to other hosts",
+      arg: 'IP|IFACE',
+      help: "This host's tunnel endpoint (an address, or an interface holding one), published to other hosts",
+    },
+    'host-ttl': {
+      type: 'string',
+      arg: 'SECONDS',
+      help: "Lease TTL of this host's membership: other hosts drop a dead host's peers after it (default 10)",
     },
     'cluster-store': {
       type: 'string',
@@ -45,8 +50,7 @@ export const daemon: Command = {
     if (outer !== undefined) return rerunIn(outer);
     const { DEFAULT_STATE_DIR, PORT_KINDS, startDaemon } = await import('../daemon/daemon.js');
     const kind = (p.flags['vxlan-port'] as string | undefined) ?? 'kernel';
-    const make = PORT_KINDS[kind];
-    if (!make)
+    if (!PORT_KINDS[kind])
       throw new VxError(
         'ERR_BAD_OPTION',
         `--vxlan-port "${kind}" is not one of ${Object.keys(PORT_KINDS).join(', ')}`,
@@ -63,6 +67,18 @@ export const daemon: Command = {
       throw new VxError('ERR_BAD_OPTION', '--etcd-cert and --etcd-key go together');
     if (cert !== undefined && cacert === undefined)
       throw new VxError('ERR_BAD_OPTION', '--etcd-cert needs --etcd-cacert');
+    const advertise = p.flags['cluster-advertise'] as string | undefined;
+    if (clusterStore !== undefined && advertise === undefined)
+      throw new VxError(
+        'ERR_BAD_OPTION',
+        "--cluster-store needs --cluster-advertise (this host's tunnel endpoint)",
+      );
+    const ttl = p.flags['host-ttl'] as string | undefined;
+    if (ttl !== undefined && !/^[0-9]{1,4}$/.test(ttl))
+      throw new VxError(
+        'ERR_BAD_OPTION',
+        `--host-ttl "${ttl}" must be a whole number of seconds from 1 to 3600`,
+      );
     const { openStore } = await import('../store/open.js');
     const store =
       clusterStore === undefined
@@ -80,11 +96,10 @@ export const daemon: Command = {
       storeKind: store === undefined ? undefined : 'etcd',
       socket: (p.flags.socket as string | undefined) ?? ctx.host,
       hostId: p.flags['host-id'] as string | undefined,
-      advertise: p.flags['cluster-advertise'] as string | undefined,
-      ports: make({
-        advertise: p.flags['cluster-advertise'] as string | undefined,
-        stateDir,
-      }),
+      advertise,
+      hostTtl: ttl === undefined ? undefined : Number(ttl),
+      // Made by the daemon once --cluster-advertise is resolved (an interface gives its address).
+      portKind: kind,
       logLevel: level,
     });
     // A failed start must not leave the etcd client holding the process open.

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isVxError, VxError } from '../errors.js';
 import { packageVersion } from '../paths.js';
 import type { Engine, NetworkSpec } from './engine.js';
+import type { Membership } from './membership.js';
 import type { ContainerRecord, EndpointRecord, NetworkRecord } from './records.js';
 
 type Query = URLSearchParams;
@@ -30,12 +31,18 @@ export interface ApiInfo {
   engine: Engine;
   storeKind: string;
   underlayMtu: number;
+  /** The host's cluster membership; /info reports its view of the store. */
+  membership?: Membership;
+  hostTtl?: number;
+  advertise?: string;
 }
 
 export function createApi(info: ApiInfo): (req: IncomingMessage, res: ServerResponse) => void {
   const routes = buildRoutes(info);
   return (req, res) => {
-    handle(routes, req, res).catch((e) => info.engine.log.error({ err: e }, 'API handler failed'));
+    handle(routes, req, res, info.membership).catch((e) =>
+      info.engine.log.error({ err: e }, 'API handler failed'),
+    );
   };
 }
 
@@ -45,7 +52,12 @@ interface Route {
   handler: Handler;
 }
 
-async function handle(routes: Route[], req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(
+  routes: Route[],
+  req: IncomingMessage,
+  res: ServerResponse,
+  membership?: Membership,
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://vxnet');
   const path = url.pathname.replace(/^\/v[0-9]+(\.[0-9]+)?(?=\/)/, '');
   try {
@@ -63,6 +75,7 @@ async function handle(routes: Route[], req: IncomingMessage, res: ServerResponse
     send(res, reply.status ?? 200, reply);
   } catch (e) {
     const err = isVxError(e) ? e : new VxError('ERR_INTERNAL', (e as Error)?.message ?? String(e));
+    membership?.noteFailure(err);
     send(res, statusOf(err.code), { json: { message: err.message, code: err.code } });
   }
 }
@@ -83,6 +96,7 @@ function send(res: ServerResponse, status: number, reply: Reply): void {
 export function statusOf(code: string): number {
   if (code.endsWith('_NOT_FOUND') || code === 'ERR_NO_SUCH_ROUTE') return 404;
   if (code === 'ERR_METHOD_NOT_ALLOWED') return 405;
+  if (code === 'ERR_STORE_UNAVAILABLE') return 503;
   if (/_IN_USE$|_EXISTS$|_RUNNING$|_STATE$|_OVERLAP$|_EXHAUSTED$|_FULL$|_CONFLICT$|_AMBIGUOUS$/.test(code))
     return 409;
   if (/^ERR_(BAD_|IP_|VNI_OUT|IPAM_NEEDS|INVALID)/.test(code)) return 400;
@@ -202,16 +216,38 @@ async function localNetworks(e: Engine): Promise<NetworkRecord[]> {
   return (await e.listNetworks()).filter((n) => used.has(n.id));
 }
 
+/** Answers also while the store is away: counts are then null and StoreStatus says why. */
 async function infoJson(info: ApiInfo) {
   const e = info.engine;
-  const cts = await e.listContainers();
+  let counts = {
+    Containers: null as number | null,
+    ContainersRunning: null as number | null,
+    Networks: null as number | null,
+  };
+  if (info.membership?.state.status !== 'unavailable') {
+    try {
+      const cts = await e.listContainers();
+      counts = {
+        Containers: cts.length,
+        ContainersRunning: cts.filter((c) => c.state === 'running').length,
+        Networks: (await e.listNetworks()).length,
+      };
+    } catch (err) {
+      if (!isVxError(err, 'ERR_STORE_UNAVAILABLE')) throw err;
+      info.membership?.noteFailure(err);
+    }
+  }
+  const state = info.membership?.state;
   return {
     ID: e.hostId,
-    Containers: cts.length,
-    ContainersRunning: cts.filter((c) => c.state === 'running').length,
-    Networks: (await e.listNetworks()).length,
+    ...counts,
     OverlayPorts: e.ports.kind,
     Store: info.storeKind,
+    StoreStatus: state?.status ?? 'available',
+    StoreStatusSince: state?.since ?? null,
+    StoreError: state?.error ?? null,
+    ClusterAdvertise: info.advertise ?? null,
+    HostTTL: info.hostTtl ?? null,
     UnderlayMTU: info.underlayMtu,
     OverlayMTU: e.overlayMtu,
     StateDir: e.stateDir,

@@ -1,9 +1,11 @@
 // `vxnet daemon`: one per host. Opens the store, reconciles the kernel with it, then serves the
 // API on a Unix socket until SIGTERM.
 //
-// Owns: startup order and shutdown. Startup: state dir and host id -> store -> VXLAN ports ->
-// underlay MTU -> reconcile (before the socket exists, so no request sees a half-recovered
-// host) -> socket (mode 0600: the API can create namespaces, so only root may talk to it).
+// Owns: startup order and shutdown. Startup: state dir and host id -> store -> tunnel endpoint
+// (--cluster-advertise IP or interface) -> VXLAN ports -> underlay MTU -> reconcile (before the
+// socket exists, so no request sees a half-recovered host) -> membership (lease, this host's
+// endpoints published for the others) -> peer table -> socket (mode 0600: the API can create
+// namespaces, so only root may talk to it).
 // Shutdown: stop accepting, let queued mutations finish, close the ports and the store, remove the
 // socket. Kernel state stays: containers keep running and a restart adopts them.
 // The store and the ports are injected (`store`, `ports`): issue 6's `--cluster-store etcd://`
@@ -30,6 +32,7 @@ import type { Store } from '../store/store.js';
 import { createApi } from './api.js';
 import { Engine } from './engine.js';
 import { KernelVxlanPorts } from './kernel-vxlan.js';
+import { DEFAULT_HOST_TTL, Membership } from './membership.js';
 import { PeerTable } from './peers.js';
 import { GATEWAY_IP, GATEWAY_SUBNET } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
@@ -60,11 +63,18 @@ export interface DaemonOptions {
   store?: Store;
   storeKind?: string;
   ports?: OverlayPorts;
+  /** `PORT_KINDS` name of the VXLAN port implementation, when `ports` is not given (default kernel). */
+  portKind?: string;
+  /** Lease TTL of this host's membership, seconds (default 10): how long a dead host's peers stay. */
+  hostTtl?: number;
   log?: Logger;
   logLevel?: string;
   /** Seconds between liveness checks of adopted container processes (default 1). */
   pollSeconds?: number;
-  /** This host's tunnel endpoint address, published with its endpoints (`--cluster-advertise`). */
+  /**
+   * This host's tunnel endpoint, published with its endpoints (`--cluster-advertise`): an IPv4
+   * address or an interface holding one, optionally with Docker's `:PORT` (ignored).
+   */
   advertise?: string;
   /**
    * The namespace that is this host, when it is not the daemon's own: lets tests run several
@@ -76,6 +86,7 @@ export interface DaemonOptions {
 export interface RunningDaemon {
   engine: Engine;
   peers: PeerTable;
+  membership: Membership;
   socket: string;
   reconciled: ReconcileReport;
   close(): Promise<void>;
@@ -110,6 +121,32 @@ async function underlayMtu(host: { netns?: string }, advertise?: string) {
   return detectUnderlayMtu({ ...host, device: dev });
 }
 
+/** `--cluster-advertise IP|IFACE[:PORT]` -> the IPv4 address (an interface's first one). */
+export async function resolveAdvertise(value: string, host: { netns?: string }): Promise<string> {
+  const m = /^(.*?)(?::(\d{1,5}))?$/.exec(value);
+  const what = m?.[1] ?? '';
+  if (/^[0-9.]+$/.test(what)) {
+    parseIp(what, '--cluster-advertise');
+    return what;
+  }
+  if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(what))
+    throw new VxError(
+      'ERR_BAD_OPTION',
+      `--cluster-advertise "${value}" is not an IPv4 address or an interface`,
+    );
+  const rows = await ipJson<{ addr_info?: { local: string; family?: string }[] }>(
+    ['-4', 'addr', 'show', 'dev', what],
+    { ...host, action: `read the addresses of "${what}"` },
+  ).catch(() => []);
+  const ipv4 = rows[0]?.addr_info?.find((a) => a.family === undefined || a.family === 'inet')?.local;
+  if (ipv4 === undefined)
+    throw new VxError(
+      'ERR_BAD_OPTION',
+      `--cluster-advertise "${value}": no interface "${what}" with an IPv4 address`,
+    );
+  return ipv4;
+}
+
 /** Fails with ERR_DAEMON_RUNNING when a daemon answers on `path`; removes a dead socket file. */
 async function claimSocket(path: string): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
@@ -132,11 +169,20 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   mkdirSync(join(stateDir, 'containers'), { recursive: true, mode: 0o700 });
   const hostId = hostIdOf(stateDir, o.hostId);
   const log = (o.log ?? pino({ level: o.logLevel ?? 'info' })).child({ host: hostId });
-  const store = o.store ?? (await openEmbeddedStore({ dir: join(stateDir, 'store') }));
-  const ports = o.ports ?? PORT_KINDS.kernel!({ advertise: o.advertise, hostNetns: o.hostNetns, stateDir });
-  if (o.advertise !== undefined) parseIp(o.advertise, '--cluster-advertise');
+  const hostTtl = o.hostTtl ?? DEFAULT_HOST_TTL;
+  if (!Number.isInteger(hostTtl) || hostTtl < 1 || hostTtl > 3600)
+    throw new VxError('ERR_BAD_OPTION', '--host-ttl must be an integer number of seconds from 1 to 3600');
   const host = o.hostNetns === undefined ? {} : { netns: o.hostNetns };
-  const mtu = await underlayMtu(host, o.advertise);
+  const advertise = o.advertise === undefined ? undefined : await resolveAdvertise(o.advertise, host);
+  const makePorts = PORT_KINDS[o.portKind ?? 'kernel'];
+  if (!o.ports && !makePorts)
+    throw new VxError(
+      'ERR_BAD_OPTION',
+      `--vxlan-port "${o.portKind}" is not one of ${Object.keys(PORT_KINDS).join(', ')}`,
+    );
+  const store = o.store ?? (await openEmbeddedStore({ dir: join(stateDir, 'store') }));
+  const ports = o.ports ?? makePorts!({ advertise, hostNetns: o.hostNetns, stateDir });
+  const mtu = await underlayMtu(host, advertise);
   log.info({ stateDir, socket, ports: ports.kind, underlayMtu: mtu.underlay, via: mtu.device }, 'starting');
   const engine = new Engine({
     store,
@@ -146,7 +192,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     log,
     overlayMtu: mtu.overlay,
     hostNetns: o.hostNetns,
-    advertise: o.advertise,
+    advertise,
   });
   if (!(await engine.gwIpam.getSubnet(GATEWAY_SUBNET)))
     await engine.gwIpam.requestSubnet({
@@ -155,6 +201,8 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
       gateway: GATEWAY_IP,
     });
   const reconciled = await engine.serial(() => reconcile(engine));
+  const membership = new Membership({ store, hostId, advertise, ttlSeconds: hostTtl, log });
+  await membership.start();
   const peers = new PeerTable({
     store,
     ports,
@@ -173,6 +221,9 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     engine,
     storeKind: o.store ? (o.storeKind ?? 'custom') : 'embedded',
     underlayMtu: mtu.underlay,
+    membership,
+    hostTtl,
+    advertise,
   });
   const server = createServer(api);
   await new Promise<void>((resolve, reject) => {
@@ -190,10 +241,10 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   log.info({ socket, reconciled }, 'listening');
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown({ server, poll, engine, peers, ports, store, socket, log });
+    closing ??= shutdown({ server, poll, engine, peers, membership, ports, store, socket, log });
     return closing;
   };
-  return { engine, socket, reconciled, peers, close };
+  return { engine, socket, reconciled, peers, membership, close };
 }
 
 async function shutdown(x: {
@@ -201,6 +252,7 @@ async function shutdown(x: {
   poll: NodeJS.Timeout;
   engine: Engine;
   peers: PeerTable;
+  membership: Membership;
   ports: OverlayPorts;
   store: Store;
   socket: string;
@@ -211,6 +263,7 @@ async function shutdown(x: {
   const closed = new Promise<void>((resolve) => x.server.close(() => resolve()));
   x.server.closeIdleConnections();
   await x.engine.drain();
+  x.membership.close();
   x.peers.close();
   await x.peers.idle();
   x.server.closeAllConnections();

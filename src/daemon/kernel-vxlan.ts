@@ -25,6 +25,7 @@ import type {
 } from './ports.js';
 
 const DEV = 'vxlan0';
+const ZERO_MAC = '00:00:00:00:00:00';
 const TEMP = /^vxt-[0-9]+$/;
 
 interface BridgeFdb {
@@ -35,6 +36,14 @@ interface BridgeFdb {
   /** Set on br0's entries learned on the port (not the port's own table). */
   master?: string;
 }
+
+interface KernelNeigh {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+const lines = (cmds: string[][]) => `${cmds.map((c) => c.join(' ')).join('\n')}\n`;
 
 interface LinkStats {
   stats64?: {
@@ -91,19 +100,41 @@ export class KernelVxlanPorts implements OverlayPorts {
     if (netnsExists(o.sandbox)) await this.program(o, remotes);
   }
 
-  /** Replaces the static remote entries: flood entries per VTEP, one FDB entry and neighbour per endpoint. */
+  /**
+   * Makes the port's remote entries equal `remotes`: flood entries per VTEP, one FDB entry and one
+   * permanent neighbour per endpoint. Diffs against what the kernel holds, so entries that stay
+   * are never touched (traffic to them is not interrupted) and none that went is left behind.
+   */
   private async program(o: PortRef, remotes: RemoteEndpoint[]): Promise<void> {
     const at = { netns: o.sandbox, action: `program remotes of ${DEV}` };
+    const want = new Map<string, string>();
+    for (const vtep of new Set(remotes.map((r) => r.vtep))) want.set(`${ZERO_MAC} ${vtep}`, 'append');
+    for (const r of remotes) want.set(`${r.mac} ${r.vtep}`, 'replace');
+    const macs = new Set(remotes.map((r) => r.mac));
+    const fdb: string[][] = [];
     for (const e of await this.rawFdb(o)) {
-      if (e.dst !== undefined) await run('bridge', ['fdb', 'del', e.mac, 'dev', DEV, 'dst', e.dst], at);
+      if (e.dst === undefined) continue;
+      const k = `${e.mac} ${e.dst}`;
+      if (want.has(k) && (e.mac === ZERO_MAC || e.state === 'permanent' || e.state === 'static')) {
+        want.delete(k);
+      } else if (e.mac === ZERO_MAC || !macs.has(e.mac))
+        fdb.push(['fdb', 'del', e.mac, 'dev', DEV, 'dst', e.dst]);
     }
-    for (const vtep of new Set(remotes.map((r) => r.vtep))) {
-      await run('bridge', ['fdb', 'append', '00:00:00:00:00:00', 'dev', DEV, 'dst', vtep], at);
+    for (const [k, how] of want) {
+      const [mac, vtep] = k.split(' ') as [string, string];
+      fdb.push(['fdb', how, mac, 'dev', DEV, 'dst', vtep, ...(how === 'replace' ? ['static'] : [])]);
     }
-    for (const r of remotes) {
-      await run('bridge', ['fdb', 'replace', r.mac, 'dev', DEV, 'dst', r.vtep, 'static'], at);
-      await ip(['neigh', 'replace', r.ip, 'lladdr', r.mac, 'dev', DEV, 'nud', 'permanent'], at);
+    const neigh: string[][] = [];
+    const ips = new Map(remotes.map((r) => [r.ip, r.mac]));
+    for (const n of await ipJson<KernelNeigh>(['neigh', 'show', 'dev', DEV], at)) {
+      const wanted = ips.get(n.dst);
+      if (wanted !== undefined && wanted === n.lladdr && n.state?.includes('PERMANENT')) ips.delete(n.dst);
+      else if (wanted === undefined) neigh.push(['neigh', 'del', n.dst, 'dev', DEV]);
     }
+    for (const [ipAddr, mac] of ips)
+      neigh.push(['neigh', 'replace', ipAddr, 'lladdr', mac, 'dev', DEV, 'nud', 'permanent']);
+    if (fdb.length > 0) await run('bridge', ['-batch', '-'], { ...at, input: lines(fdb) });
+    if (neigh.length > 0) await ip(['-batch', '-'], { ...at, input: lines(neigh) });
   }
 
   private async rawFdb(o: PortRef): Promise<BridgeFdb[]> {

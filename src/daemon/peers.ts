@@ -1,19 +1,23 @@
 // The peer table: endpoints on other hosts, from the store, applied to this host's VXLAN ports.
 //
-// Owns: one watch on /vxnet/endpoints/ and one serialised applier. The watch keeps a map of every
-// endpoint record (events patch it; a `resync` -- after compaction or a reconnect -- replaces it
-// wholesale, so nothing stale survives); each change marks its network dirty, and the applier
-// hands each dirty network's whole remote table (endpoints whose host is not this one and that
-// carry a tunnel endpoint) to `OverlayPorts.setRemotes`, which diffs against what it programmed.
+// Owns: one watch on /vxnet/peers/ (the (IP, MAC, tunnel endpoint) records every host publishes
+// on its lease, membership.ts) and one serialised applier. The watch keeps a map of every record
+// (events patch it; a `resync` -- after compaction or a reconnect -- replaces it wholesale, so
+// nothing stale survives); each change marks its network dirty, and the applier hands each dirty
+// network's whole remote table (records whose host is not this one and that carry a tunnel
+// endpoint) to `OverlayPorts.setRemotes`, which diffs against what it programmed.
 // Whole tables per network, not per-endpoint calls, so a missed or reordered event can never
-// leave a wrong entry behind: the last applied table is always the store's view.
+// leave a wrong entry behind: the last applied table is always the store's view. A host that
+// dies stops renewing its lease, etcd deletes its records, and the delete events withdraw them.
+// While the store is away nothing changes here: the datapath keeps forwarding on the last table.
 // Networks without a sandbox here are skipped; when a sandbox appears, `touch(network)` makes
-// the applier send its table (the sandbox's first endpoint also arrives as an event).
+// the applier send its table (the sandbox's first endpoint also arrives as an event). A table
+// that could not be applied (the store did not answer) stays dirty and is retried.
 
 import type { Logger } from 'pino';
 import type { Store, Watcher, WatchMessage } from '../store/store.js';
 import type { OverlayPorts, PortRef, RemoteEndpoint } from './ports.js';
-import { ENDPOINTS, type EndpointRecord } from './records.js';
+import { PEERS, type PeerRecord } from './records.js';
 
 export interface PeerTableOptions {
   store: Store;
@@ -26,7 +30,9 @@ export interface PeerTableOptions {
 
 export class PeerTable {
   private readonly o: PeerTableOptions;
-  private readonly endpoints = new Map<string, EndpointRecord>();
+  private readonly endpoints = new Map<string, PeerRecord>();
+  private retry?: NodeJS.Timeout;
+  private closed = false;
   private readonly dirty = new Set<string>();
   private readonly applied = new Map<string, string>();
   private watcher?: Watcher;
@@ -38,10 +44,10 @@ export class PeerTable {
   }
 
   async start(): Promise<void> {
-    const { revision, kvs } = await this.o.store.list(ENDPOINTS);
-    for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
+    const { revision, kvs } = await this.o.store.list(PEERS);
+    for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as PeerRecord);
     for (const ep of this.endpoints.values()) this.dirty.add(ep.networkId);
-    this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {
+    this.watcher = await this.o.store.watch(PEERS, (m) => this.onMessage(m), {
       fromRevision: revision + 1,
     });
     this.schedule();
@@ -72,6 +78,8 @@ export class PeerTable {
   }
 
   close(): void {
+    this.closed = true;
+    clearTimeout(this.retry);
     this.watcher?.close();
   }
 
@@ -79,7 +87,7 @@ export class PeerTable {
     if (m.kind === 'resync') {
       for (const ep of this.endpoints.values()) this.dirty.add(ep.networkId);
       this.endpoints.clear();
-      for (const kv of m.kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
+      for (const kv of m.kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as PeerRecord);
       for (const ep of this.endpoints.values()) this.dirty.add(ep.networkId);
     } else {
       for (const e of m.events) {
@@ -87,7 +95,7 @@ export class PeerTable {
         if (prev) this.dirty.add(prev.networkId);
         if (e.type === 'delete') this.endpoints.delete(e.kv.key);
         else {
-          const ep = JSON.parse(e.kv.value) as EndpointRecord;
+          const ep = JSON.parse(e.kv.value) as PeerRecord;
           this.endpoints.set(e.kv.key, ep);
           this.dirty.add(ep.networkId);
         }
@@ -120,8 +128,16 @@ export class PeerTable {
         this.applied.set(id, text);
         this.o.log.debug({ network: id, remotes: table.length }, 'remote endpoints applied');
       } catch (e) {
-        this.o.log.error({ err: e, network: id }, 'could not apply remote endpoints');
+        this.o.log.error({ err: e, network: id }, 'could not apply remote endpoints; retrying');
+        this.dirty.add(id);
       }
+    }
+    if (this.dirty.size > 0 && !this.closed && !this.retry) {
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        this.schedule();
+      }, 500);
+      this.retry.unref();
     }
   }
 }

@@ -13,12 +13,17 @@
 //   /vxnet/ipam/...                           Ipam (subnets, overlay addresses; owner = endpoint id)
 //   /vxnet/vni/<vni>                          VniAllocator (owner = network id)
 //   /vxnet/hosts/<hostId>/gw/...              Ipam of the host's gateway bridge (owner = container id)
+//   /vxnet/members/<hostId>                   MemberRecord, on the host's lease (membership.ts)
+//   /vxnet/peers/<networkId>/<endpointId>     PeerRecord: (IP, MAC, tunnel endpoint) of an endpoint,
+//                                             on its host's lease -- what peers.ts watches
 
 export const NETWORKS = '/vxnet/networks/';
 export const ENDPOINTS = '/vxnet/endpoints/';
 export const CONTAINERS = '/vxnet/containers/';
 export const IPAM_PREFIX = '/vxnet/ipam/';
 export const VNI_PREFIX = '/vxnet/vni/';
+export const MEMBERS = '/vxnet/members/';
+export const PEERS = '/vxnet/peers/';
 
 export function hostPrefix(hostId: string): string {
   return `/vxnet/hosts/${hostId}/`;
@@ -95,6 +100,30 @@ export interface ContainerRecord {
   gateway?: GatewayLink;
 }
 
+/** A live host: written on the host's lease, so it disappears when the host stops renewing it. */
+export interface MemberRecord {
+  host: string;
+  /** The host's tunnel endpoint (--cluster-advertise). */
+  vtep?: string;
+  /** The lease's TTL in seconds. */
+  ttl: number;
+  /** When this daemon run joined (ISO time). */
+  since: string;
+}
+
+/** What a host publishes of each of its endpoints, on its lease: all other hosts need to forward. */
+export interface PeerRecord {
+  host: string;
+  networkId: string;
+  endpointId: string;
+  ip: string;
+  mac: string;
+  /** Underlay address of the host; absent on a single host without --cluster-advertise. */
+  vtep?: string;
+}
+
+export const memberKey = (hostId: string) => MEMBERS + hostId;
+export const peerKey = (networkId: string, endpointId: string) => `${PEERS}${networkId}/${endpointId}`;
 export const networkKey = (name: string) => NETWORKS + name;
 export const containerKey = (name: string) => CONTAINERS + name;
 export const endpointKey = (networkId: string, endpointId: string) =>

@@ -1,0 +1,357 @@
+// ESP (RFC 4303, transport mode) with AES-GCM (RFC 4106) for packet batches: the host side of
+// assembly/esp.ts.
+//
+// Owns one ESP context in linear memory (SA table, peer -> outbound SA map, replay windows,
+// counters) and the GCM keys its SAs use. SAs that carry the same key and salt share one GCM key
+// context and one 64-bit IV counter, so a nonce (salt || IV) is never used twice under a key, even
+// across SAs; the counter survives the SA's removal (a re-added key resumes it). Keys are never
+// kept in JS: GcmKey expands them into WASM memory and zeroes the raw copy; a retired key's context
+// is wiped.
+//
+// `seal`/`open` are one call into WASM per batch over DESC_* descriptors (src/io/batch.ts
+// PacketBatch): verdicts and drop reasons per packet, counted per reason. The context is
+// single-writer: the thread that runs its batches is the one that adds/removes SAs between them.
+import { createHash } from 'node:crypto';
+import {
+  DESC_SIZE,
+  DROP_AUTH,
+  DROP_BAD_PADDING,
+  DROP_BAD_SPI,
+  DROP_MALFORMED,
+  DROP_NO_SA,
+  DROP_REASONS,
+  DROP_REPLAY,
+  DROP_SEQ_EXHAUSTED,
+  DROP_TRUNCATED,
+  ESP_CNT_DROPS,
+  ESP_CNT_OPENED,
+  ESP_CNT_OPENED_BYTES,
+  ESP_CNT_SEALED,
+  ESP_CNT_SEALED_BYTES,
+  ESP_F_BY_SA,
+  ESP_F_PULL_UDP,
+  ESP_SA_F_OUT,
+  ESP_SA_F_USED,
+  ESP_SA_SIZE,
+  ESP_SALT_LEN,
+  ESPX_CNT,
+  ESPX_MAX_PEERS,
+  ESPX_MAX_SAS,
+  ESPX_SAS,
+  ESPX_SIZE,
+  ESPX_STAGE,
+  SA_AUTH_FAIL,
+  SA_BYTES,
+  SA_FLAGS,
+  SA_GCM,
+  SA_ICV,
+  SA_IVCTR,
+  SA_PACKETS,
+  SA_REPLAY,
+  SA_SALT,
+  SA_SEQ,
+  SA_SPI,
+  ST_INVALID_PEER,
+  ST_INVALID_SA,
+  ST_SA_TABLE_FULL,
+  ST_SPI_EXISTS,
+} from '../../assembly/constants.js';
+import { VxError } from '../errors.js';
+import { core, type WasmCore } from '../wasm/module.js';
+import { GcmKey, type GcmTagLength } from './gcm.js';
+
+export type EspDirection = 'in' | 'out';
+
+export interface EspSaOptions {
+  /** Security Parameters Index, 256..2^32-1 (0 and 1..255 are reserved, RFC 4303 2.1). */
+  spi: number;
+  /** AES key: 16 bytes (AES-128, Docker's choice) or 32 (AES-256). */
+  key: Uint8Array;
+  /** The RFC 4106 salt: 4 bytes, part of the keying material (the nonce is salt || IV). */
+  salt: Uint8Array;
+  /** ICV (tag) length; default 8 like Docker's overlay. */
+  icvLen?: GcmTagLength;
+  /** 'in' decrypts packets carrying this SPI; 'out' encrypts packets bound to it (bindPeer). */
+  dir: EspDirection;
+  /** Outbound: the last sequence number already sent (default 0, so the first packet is 1). */
+  seq?: number;
+}
+
+export interface EspSaInfo {
+  index: number;
+  spi: number;
+  dir: EspDirection;
+  icvLen: number;
+  /** Outbound: last sequence number sent; inbound: highest authenticated one (right edge of the window). */
+  seq: number;
+  packets: number;
+  bytes: number;
+  authFailed: number;
+  replayed: number;
+}
+
+export interface EspCounters {
+  sealed: number;
+  sealedBytes: number;
+  opened: number;
+  openedBytes: number;
+  /** Drops by DROP_* reason number (DROP_BAD_SPI, DROP_REPLAY, DROP_AUTH, DROP_TRUNCATED, ...). */
+  drops: number[];
+}
+
+export interface EspOptions {
+  /** SA slots (default 64: e.g. 3 keys x 2 directions x 10 peers). */
+  maxSas?: number;
+  /** Peer indexes the outbound map covers (default 1024; use the datapath's maxPeers). */
+  maxPeers?: number;
+  core?: WasmCore;
+}
+
+export interface EspSealOptions {
+  /** DESC_ARG holds an SA index instead of a peer index. */
+  bySa?: boolean;
+}
+
+export interface EspOpenOptions {
+  /** Also check the inner UDP header (length, port 4789) and move DESC_PTR past it, to the VXLAN header. */
+  pullUdp?: boolean;
+}
+
+/** Names of the drop reasons ESP uses (the index of EspCounters.drops). */
+export const ESP_DROP_NAMES: Readonly<Record<number, string>> = {
+  [DROP_TRUNCATED]: 'truncated',
+  [DROP_MALFORMED]: 'malformed',
+  [DROP_AUTH]: 'auth-failed',
+  [DROP_REPLAY]: 'replay',
+  [DROP_BAD_SPI]: 'bad-spi',
+  [DROP_BAD_PADDING]: 'bad-padding',
+  [DROP_NO_SA]: 'no-sa',
+  [DROP_SEQ_EXHAUSTED]: 'seq-exhausted',
+};
+
+interface EspExports {
+  esp_setup(ectx: number): number;
+  esp_sa_add(ectx: number): number;
+  esp_sa_remove(ectx: number, idx: number): number;
+  esp_bind(ectx: number, peer: number, sa: number): number;
+  esp_seal_batch(ectx: number, descs: number, n: number, flags: number): number;
+  esp_open_batch(ectx: number, descs: number, n: number, flags: number): number;
+}
+
+/** A key + salt in use: its GCM context and IV counter, shared by every SA that carries it. */
+interface KeyEntry {
+  key: GcmKey | undefined;
+  ivCounter: number;
+  refs: number;
+}
+
+const NONE = 0xffffffff;
+
+export class Esp {
+  readonly core: WasmCore;
+  /** Address of the ESP context (ESPX_* layout). */
+  readonly ctx: number;
+  readonly maxSas: number;
+  readonly maxPeers: number;
+  readonly #x: EspExports;
+  /** By fingerprint of key || salt; entries stay after their last SA goes, to keep the IV counter. */
+  readonly #keys = new Map<string, KeyEntry>();
+  /** SA index -> fingerprint of its key. */
+  readonly #saKey = new Map<number, string>();
+
+  constructor(opts: EspOptions = {}) {
+    const maxSas = opts.maxSas ?? 64;
+    const maxPeers = opts.maxPeers ?? 1024;
+    checkInt('options.maxSas', maxSas, 1, 65536);
+    checkInt('options.maxPeers', maxPeers, 0, 65536);
+    this.core = opts.core ?? core();
+    this.#x = this.core.exports as unknown as EspExports;
+    this.maxSas = maxSas;
+    this.maxPeers = maxPeers;
+    this.ctx = this.core.alloc(ESPX_SIZE);
+    const dv = this.core.dv();
+    dv.setUint32(this.ctx + ESPX_MAX_SAS, maxSas, true);
+    dv.setUint32(this.ctx + ESPX_MAX_PEERS, maxPeers, true);
+    if (this.#x.esp_setup(this.ctx) === 0)
+      throw new VxError('ERR_INVALID_ARG', 'esp_setup refused the config');
+  }
+
+  /** Adds an SA; returns its index (what bindPeer and `bySa` seals take, and DESC_ARG after open). */
+  addSa(o: EspSaOptions): number {
+    checkInt('spi', o.spi, 0, 0xffffffff);
+    if (o.spi < 256) throw new VxError('ERR_BAD_SPI', `spi ${o.spi} is reserved (0..255)`);
+    if (o.dir !== 'in' && o.dir !== 'out') throw new VxError('ERR_INVALID_ARG', `dir must be "in" or "out"`);
+    if (!(o.salt instanceof Uint8Array) || o.salt.length !== ESP_SALT_LEN) {
+      throw new VxError('ERR_BAD_SALT_LENGTH', `salt must be ${ESP_SALT_LEN} bytes, got ${o.salt?.length}`);
+    }
+    const icv = o.icvLen ?? 8;
+    if (icv !== 8 && icv !== 12 && icv !== 16) {
+      throw new VxError('ERR_BAD_TAG_LENGTH', `icvLen must be 8, 12 or 16, got ${icv}`);
+    }
+    const seq = o.seq ?? 0;
+    checkInt('seq', seq, 0, 0xffffffff);
+    const fp = this.#keyRef(o.key, o.salt);
+    const entry = this.#keys.get(fp) as KeyEntry;
+    const c = this.core;
+    const dv = c.dv();
+    const rec = dv.getUint32(this.ctx + ESPX_STAGE, true);
+    dv.setUint32(rec + SA_SPI, o.spi, true);
+    dv.setUint32(rec + SA_FLAGS, o.dir === 'out' ? ESP_SA_F_OUT : 0, true);
+    dv.setUint32(rec + SA_ICV, icv, true);
+    dv.setUint32(rec + SA_GCM, (entry.key as GcmKey).ctx, true);
+    c.u8().set(o.salt, rec + SA_SALT);
+    dv.setUint32(rec + SA_IVCTR, entry.ivCounter, true);
+    dv.setBigUint64(rec + SA_SEQ, BigInt(seq), true);
+    const r = this.#x.esp_sa_add(this.ctx);
+    if (r < 0) {
+      this.#keyUnref(fp);
+      if (-r === ST_SPI_EXISTS) throw new VxError('ERR_SPI_IN_USE', `an inbound SA with spi ${o.spi} exists`);
+      if (-r === ST_SA_TABLE_FULL)
+        throw new VxError('ERR_SA_TABLE_FULL', `all ${this.maxSas} SA slots are in use`);
+      throw new VxError('ERR_WASM_STATUS', `esp_sa_add: status ${-r}`);
+    }
+    this.#saKey.set(r, fp);
+    return r;
+  }
+
+  /** Removes SA `index` (peers bound to it are unbound); wipes its key when no SA uses it. Can run twice. */
+  removeSa(index: number): void {
+    const fp = this.#saKey.get(index);
+    if (fp === undefined) return;
+    const st = this.#x.esp_sa_remove(this.ctx, index);
+    if (st === ST_INVALID_SA) throw new VxError('ERR_SA_NOT_FOUND', `no SA ${index}`);
+    this.#saKey.delete(index);
+    this.#keyUnref(fp);
+  }
+
+  /** The index of the live SA with `spi` in direction `dir`, or undefined. */
+  findSa(spi: number, dir: EspDirection): number | undefined {
+    for (const i of this.#saKey.keys()) {
+      const s = this.sa(i);
+      if (s.spi === spi && s.dir === dir) return i;
+    }
+    return undefined;
+  }
+
+  /** Packets sealed for datapath peer `peer` use outbound SA `sa` (null: none, they drop as DROP_NO_SA). */
+  bindPeer(peer: number, sa: number | null): void {
+    const st = this.#x.esp_bind(this.ctx, peer >>> 0, sa === null ? NONE : sa >>> 0);
+    if (st === ST_INVALID_PEER)
+      throw new VxError('ERR_INVALID_PEER', `peer ${peer} is outside 0..${this.maxPeers - 1}`);
+    if (st === ST_INVALID_SA) throw new VxError('ERR_SA_NOT_FOUND', `SA ${sa} is not a live outbound SA`);
+  }
+
+  /**
+   * Seals the VERDICT_SEND descriptors of the batch in place (see assembly/esp.ts): in, the UDP
+   * datagram; out, the ESP packet (DESC_PTR moved back 16 bytes). Returns how many were sealed;
+   * the others that were SEND became VERDICT_DROP with DESC_ARG = DROP_NO_SA / DROP_SEQ_EXHAUSTED.
+   */
+  seal(descs: number, n: number, opts: EspSealOptions = {}): number {
+    this.#checkBatch(descs, n);
+    return this.#run(() => this.#x.esp_seal_batch(this.ctx, descs, n, opts.bySa ? ESP_F_BY_SA : 0));
+  }
+
+  /**
+   * Opens every descriptor of the batch in place: VERDICT_LOCAL (DESC_ARG = SA index, DESC_PTR/LEN =
+   * the UDP datagram or, with pullUdp, the VXLAN header on) or VERDICT_DROP with the reason.
+   * Returns how many passed.
+   */
+  open(descs: number, n: number, opts: EspOpenOptions = {}): number {
+    this.#checkBatch(descs, n);
+    return this.#run(() => this.#x.esp_open_batch(this.ctx, descs, n, opts.pullUdp ? ESP_F_PULL_UDP : 0));
+  }
+
+  sa(index: number): EspSaInfo {
+    const dv = this.core.dv();
+    if (!Number.isInteger(index) || index < 0 || index >= this.maxSas) {
+      throw new VxError('ERR_SA_NOT_FOUND', `no SA ${index}`);
+    }
+    const p = dv.getUint32(this.ctx + ESPX_SAS, true) + index * ESP_SA_SIZE;
+    const flags = dv.getUint32(p + SA_FLAGS, true);
+    if (!(flags & ESP_SA_F_USED)) throw new VxError('ERR_SA_NOT_FOUND', `no SA ${index}`);
+    const u64 = (f: number) => Number(dv.getBigUint64(p + f, true));
+    return {
+      index,
+      spi: dv.getUint32(p + SA_SPI, true),
+      dir: flags & ESP_SA_F_OUT ? 'out' : 'in',
+      icvLen: dv.getUint32(p + SA_ICV, true),
+      seq: u64(SA_SEQ),
+      packets: u64(SA_PACKETS),
+      bytes: u64(SA_BYTES),
+      authFailed: u64(SA_AUTH_FAIL),
+      replayed: u64(SA_REPLAY),
+    };
+  }
+
+  /** Indexes of the live SAs. */
+  sas(): number[] {
+    return [...this.#saKey.keys()].sort((a, b) => a - b);
+  }
+
+  counters(): EspCounters {
+    const dv = this.core.dv();
+    const b = dv.getUint32(this.ctx + ESPX_CNT, true);
+    const u = (f: number) => Number(dv.getBigUint64(b + f, true));
+    const drops: number[] = [];
+    for (let r = 0; r < DROP_REASONS; r++) drops.push(u(ESP_CNT_DROPS + 8 * r));
+    return {
+      sealed: u(ESP_CNT_SEALED),
+      sealedBytes: u(ESP_CNT_SEALED_BYTES),
+      opened: u(ESP_CNT_OPENED),
+      openedBytes: u(ESP_CNT_OPENED_BYTES),
+      drops,
+    };
+  }
+
+  /** Removes every SA (keys wiped). */
+  close(): void {
+    for (const i of [...this.#saKey.keys()]) this.removeSa(i);
+  }
+
+  #keyRef(key: Uint8Array, salt: Uint8Array): string {
+    if (!(key instanceof Uint8Array) || (key.length !== 16 && key.length !== 32)) {
+      throw new VxError('ERR_BAD_KEY_LENGTH', `key must be 16 or 32 bytes, got ${key?.length}`);
+    }
+    const fp = createHash('sha256').update('vxnet-esp-key').update(key).update(salt).digest('hex');
+    let e = this.#keys.get(fp);
+    if (!e) {
+      e = { key: undefined, ivCounter: this.core.alloc(8), refs: 0 };
+      this.#keys.set(fp, e);
+    }
+    if (!e.key || e.key.wiped) e.key = GcmKey.create(key, { core: this.core });
+    e.refs++;
+    return fp;
+  }
+
+  #keyUnref(fp: string): void {
+    const e = this.#keys.get(fp);
+    if (!e) return;
+    e.refs--;
+    if (e.refs === 0 && e.key) {
+      e.key.wipe();
+      e.key = undefined;
+    }
+  }
+
+  #checkBatch(descs: number, n: number): void {
+    checkInt('n', n, 0, 0xffffffff);
+    const size = this.core.memory.buffer.byteLength;
+    if (!Number.isInteger(descs) || descs <= 0 || descs + n * DESC_SIZE > size) {
+      throw new VxError('ERR_INVALID_ARG', `descs ${descs} (+${n} descriptors) is outside WASM memory`);
+    }
+  }
+
+  #run(f: () => number): number {
+    try {
+      return f() >>> 0;
+    } catch (cause) {
+      throw new VxError('ERR_OUT_OF_BOUNDS', 'an ESP descriptor points outside WASM memory', { cause });
+    }
+  }
+}
+
+function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new VxError('ERR_INVALID_ARG', `${name} must be an integer in ${min}..${max}, got ${v}`);
+  }
+}
