@@ -38,6 +38,10 @@ const COMMANDS: Record<string, Entry> = {
     summary: 'Run one VXLAN tunnel endpoint (TAP) in the foreground',
     load: async () => (await import('./tunnel.js')).tunnel,
   },
+  tunnel: {
+    summary: 'Run one VXLAN tunnel endpoint (TAP) in the foreground',
+    load: async () => (await import('./tunnel.js')).tunnel,
+  },
   lab: { summary: 'Simulated hosts on this machine', load: async () => (await import('./lab.js')).lab },
   demo: {
     summary: 'Replay the overlay walkthrough on a fresh lab (wget http://web across hosts)',

@@ -24,7 +24,7 @@ import {
   sys,
   sysError,
 } from './libc.js';
-import { UdpBind, type UdpStats } from './udp.js';
+import { UdpBind, type UdpHandle, type UdpStats } from './udp.js';
 
 export interface RawOptions {
   /** 4 (default) or 6. */
@@ -67,6 +67,11 @@ export class RawSender {
 
   get stats(): UdpStats {
     return this.tx.stats;
+  }
+
+  /** A worker's sender: UdpBind.attach(handle) sends on this socket (gso off). */
+  handle(): UdpHandle {
+    return this.tx.handle();
   }
 
   /** Sends descriptors [0, n) at `descs` as complete IP packets; returns how many the kernel took. */

@@ -198,6 +198,12 @@ export interface DatapathCounters {
   eventsLost: number;
 }
 
+/** A datapath's context and a scratch region (Datapath.attach in a worker). */
+export interface DatapathHandle {
+  ctx: number;
+  scratch: number;
+}
+
 /** Anything with a descriptor array in the same memory (src/io/batch.ts PacketBatch). */
 export interface DescriptorBatch {
   readonly descs: number;
@@ -320,6 +326,19 @@ export class Datapath {
     this.ctx = ctx;
     this.scratch = scratch;
     this.x = wasm.exports as unknown as DatapathExports;
+  }
+
+  /** What another thread needs to run this datapath on the same memory (structured-cloneable). */
+  handle(): DatapathHandle {
+    return { ctx: this.ctx, scratch: this.scratch };
+  }
+
+  /**
+   * The datapath at `h.ctx` over `wasm` (a worker's instance on the shared memory). The thread
+   * that attaches becomes the single writer; give it its own `scratch` (SCRATCH_RECORDS x 16 bytes).
+   */
+  static attach(h: DatapathHandle, wasm: WasmCore): Datapath {
+    return new Datapath(wasm, h.ctx, h.scratch);
   }
 
   /** Validates the options, allocates every table (never freed) and returns the datapath. */

@@ -1,0 +1,156 @@
+// `vxnet tunnel`: one VXLAN tunnel endpoint in the foreground, the userspace twin of
+// `ip link add NAME type vxlan id VNI local IP remote IP dstport PORT`.
+//
+// Contract for scripts and tests: once forwarding, exactly one line `vxnet tunnel: ready` goes to
+// stderr; on SIGUSR1, and once right before exit, one line of JSON goes to stdout with the
+// counters (shape in the help text). SIGINT/SIGTERM remove the TAP and exit 0.
+import { isIPv4, isIPv6 } from 'node:net';
+import { VxError } from '../errors.js';
+import { ipJson } from '../kernel/exec.js';
+import { DROP_NAMES, IO_FIELDS } from '../vtep/counters.js';
+import { Vtep, type VtepStats } from '../vtep/vtep.js';
+import { type Command, type Parsed, positionals } from './args.js';
+
+const COUNTERS = [
+  'txPackets',
+  'txBytes',
+  'rxPackets',
+  'rxBytes',
+  'floodPackets',
+  'replies',
+  'learned',
+  'learnRefused',
+  'dropped',
+];
+
+const SUMMARY = `Run one VXLAN tunnel endpoint in the foreground: creates the TAP NAME in this
+network namespace (up, MTU = underlay device MTU - 50, or - 70 on IPv6) and forwards between it and
+the remotes until SIGINT/SIGTERM, then removes the TAP and exits 0.
+
+Prints "vxnet tunnel: ready" on stderr once forwarding. On SIGUSR1 and right before exit prints one
+line of JSON on stdout:
+  {"vni":N,"counters":{...},"peers":[{"addr":IP,"port":P,"learned":B,"counters":{...}}],
+   "global":{...},"io":{...}}
+"counters" (per VNI: what could be attributed to the VNI), each peer's "counters" and "global"
+(every datagram, also those of unknown VNIs or malformed before a VNI is known) have:
+  ${COUNTERS.join(', ')},
+  drops: {${DROP_NAMES.filter((n) => n !== undefined).join(', ')}}
+"io" (the I/O thread's syscalls): ${IO_FIELDS.join(', ')}.`;
+
+export const tunnel: Command = {
+  name: 'tunnel',
+  usage: '--vni VNI --remote IP [--remote IP ...] [OPTIONS]',
+  summary: SUMMARY,
+  flags: {
+    name: { type: 'string', arg: 'NAME', help: 'TAP name (default vx0)' },
+    vni: { type: 'string', arg: 'VNI', help: 'VXLAN network identifier, 0..16777215' },
+    local: { type: 'string', arg: 'IP', help: 'Local underlay address to bind (default any IPv4)' },
+    remote: { type: 'list', arg: 'IP', help: 'Remote endpoint (repeatable: broadcast goes to each)' },
+    port: { type: 'string', arg: 'PORT', help: 'Data-path UDP port, local and remote (default 4789)' },
+    learning: { type: 'bool', help: 'Learn remote MACs and unknown sources from received traffic' },
+    underlay: {
+      type: 'string',
+      arg: 'udp|raw',
+      help: 'Send through the UDP socket or a raw IPv4 socket (default udp)',
+    },
+    mtu: { type: 'string', arg: 'N', help: 'TAP MTU (default: underlay MTU - 50)' },
+    offload: { type: 'bool', help: 'TAP TSO + UDP GSO/GRO (default on; --offload=false for plain frames)' },
+    neigh: { type: 'list', arg: 'IP=MAC', help: 'Static neighbour for the ARP proxy (repeatable)' },
+    fdb: { type: 'list', arg: 'MAC=REMOTE', help: 'Static FDB entry: MAC is behind REMOTE (repeatable)' },
+  },
+  async run(p, _ctx) {
+    positionals(p, tunnel, []);
+    const o = options(p);
+    const mtu = o.mtu ?? (await underlayMtu(o.local, o.remotes[0]));
+    const vtep = await Vtep.open({ ...o, mtu });
+    const print = () => process.stdout.write(`${JSON.stringify(report(vtep.stats()))}\n`);
+    process.on('SIGUSR1', print);
+    process.stderr.write('vxnet tunnel: ready\n');
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await vtep.close();
+    process.off('SIGUSR1', print);
+    print();
+    return 0;
+  },
+};
+
+function report(s: VtepStats) {
+  return {
+    vni: s.vni,
+    counters: s.counters,
+    peers: s.peers.map((p) => ({ addr: p.address, port: p.port, learned: p.learned, counters: p.counters })),
+    global: s.global,
+    io: s.io,
+  };
+}
+
+function int(p: Parsed, name: string, min: number, max: number): number | undefined {
+  const v = p.flags[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !/^\d+$/.test(v) || n < min || n > max) {
+    throw new VxError('ERR_BAD_OPTION', `--${name} must be an integer in ${min}..${max}, got "${String(v)}"`);
+  }
+  return n;
+}
+
+function pairs(p: Parsed, name: string): [string, string][] {
+  return ((p.flags[name] as string[] | undefined) ?? []).map((item) => {
+    const eq = item.indexOf('=');
+    if (eq <= 0 || eq === item.length - 1) {
+      throw new VxError('ERR_BAD_OPTION', `--${name} "${item}" must be ${tunnel.flags[name]!.arg}`);
+    }
+    return [item.slice(0, eq), item.slice(eq + 1)];
+  });
+}
+
+function options(p: Parsed) {
+  const vni = int(p, 'vni', 0, 0xffffff);
+  if (vni === undefined) throw new VxError('ERR_BAD_OPTION', '--vni is required');
+  const remotes = (p.flags.remote as string[] | undefined) ?? [];
+  for (const r of remotes) {
+    if (!isIPv4(r) && !isIPv6(r)) throw new VxError('ERR_BAD_OPTION', `--remote "${r}" is not an IP address`);
+  }
+  const local =
+    (p.flags.local as string | undefined) ?? (remotes[0] && isIPv6(remotes[0]) ? '::' : '0.0.0.0');
+  if (!isIPv4(local) && !isIPv6(local))
+    throw new VxError('ERR_BAD_OPTION', `--local "${local}" is not an IP address`);
+  const underlay = (p.flags.underlay as string | undefined) ?? 'udp';
+  if (underlay !== 'udp' && underlay !== 'raw') {
+    throw new VxError('ERR_BAD_OPTION', `--underlay must be "udp" or "raw", got "${underlay}"`);
+  }
+  const mtu = int(p, 'mtu', 68, 65521);
+  return {
+    name: (p.flags.name as string | undefined) ?? 'vx0',
+    vni,
+    local,
+    remotes,
+    port: int(p, 'port', 1, 65535) ?? 4789,
+    learning: p.flags.learning === true,
+    underlay: underlay as 'udp' | 'raw',
+    offload: p.flags.offload === true,
+    ...(mtu !== undefined ? { mtu } : {}),
+    neigh: pairs(p, 'neigh').map(([ip, mac]) => ({ ip, mac })),
+    fdb: pairs(p, 'fdb').map(([mac, remote]) => ({ mac, remote })),
+  };
+}
+
+/** MTU of the device holding `local` (or routing to `remote`) minus the VXLAN overhead. */
+async function underlayMtu(local: string, remote: string | undefined): Promise<number> {
+  const overhead = isIPv6(local) ? 70 : 50;
+  const rows = await ipJson<{ ifname: string; mtu: number; addr_info?: { local: string }[] }>(
+    ['addr', 'show'],
+    {
+      action: 'list addresses',
+    },
+  );
+  let dev = rows.find((r) => r.addr_info?.some((a) => a.local === local));
+  if (!dev && remote !== undefined) {
+    const routes = await ipJson<{ dev?: string }>(['route', 'get', remote], { action: `route to ${remote}` });
+    dev = rows.find((r) => r.ifname === routes[0]?.dev);
+  }
+  return (dev?.mtu ?? 1500) - overhead;
+}

@@ -1,0 +1,417 @@
+// The underlay-owning tunnel engine: one UDP socket on the data-path port (plus, for the raw
+// underlay, a raw IPv4 sender), one I/O worker, one WASM datapath, and any number of TAP ports,
+// each bound to a VNI.
+//
+// Why one engine per host and not one per tunnel: a host has one data-path port (4789) but several
+// overlays, and the kernel delivers every VXLAN datagram to the one socket bound there; the WASM
+// datapath already maps VNI -> port. `Vtep` (vtep.ts) is the one-port face of this engine.
+//
+// Owns, on the main thread: opening the fds (TAPs, sockets), allocating every region in the shared
+// WASM memory (the worker never allocates), starting/stopping the I/O worker, and turning API calls
+// into control messages. Every change to the tables is applied by the I/O thread (service.ts),
+// the tables' single writer, so each mutating method returns a promise that settles once it has
+// been applied. Reads (fdb, peers, stats) look at the shared tables directly.
+import { EventEmitter } from 'node:events';
+import { isIPv4, isIPv6 } from 'node:net';
+import {
+  DESC_SIZE,
+  OUTER_FLAGS,
+  OUTER_PORT_MAX,
+  OUTER_PORT_MAX_DEFAULT,
+  OUTER_PORT_MIN,
+  OUTER_PORT_MIN_DEFAULT,
+  OUTER_SIZE,
+  OUTER_SRC_IP,
+  VXLAN_PORT,
+} from '../../assembly/constants.js';
+import { VxError } from '../errors.js';
+import { PacketBatch } from '../io/batch.js';
+import { RawSender } from '../io/raw.js';
+import { TapDevice, TSO_MAX_FRAME } from '../io/tap.js';
+import { UdpBind } from '../io/udp.js';
+import { IoWorker } from '../io/worker.js';
+import { Datapath, type DatapathEvent, SCRATCH_RECORDS } from '../wasm/datapath.js';
+import { core } from '../wasm/module.js';
+import { type Counters, countersOf, IO_STATS_BYTES, type IoCounters, readIoCounters } from './counters.js';
+import { offloadRegions } from './offload.js';
+import type { Control, ControlOp, RemoteRef, ServiceData, ServiceMessage } from './service.js';
+
+export interface EngineOptions {
+  /** Local underlay address to bind (and the source of raw-underlay datagrams). Default 0.0.0.0. */
+  local?: string;
+  /** Data-path UDP port (default 4789), also the destination port of peers given without one. */
+  port?: number;
+  /** Learn remote MACs and unknown source peers from received traffic (default false). */
+  learning?: boolean;
+  /**
+   * Answer ARP requests from the neighbour table and never send ARP through the tunnel (default
+   * true). Off: ARP is flooded to the remotes like any broadcast.
+   */
+  arpProxy?: boolean;
+  /**
+   * Send unicast to MACs missing from the FDB to every peer of the VNI's flood list, as Linux
+   * vxlan does with its default (all-zeros) destination (default true). Off: drop it (l2Miss).
+   */
+  floodUnknown?: boolean;
+  /** 'udp' (default): send on the UDP socket; 'raw': WASM builds outer IPv4/UDP, a raw socket sends. */
+  underlay?: 'udp' | 'raw';
+  /** TAP vnet hdr with TSO in, GRO-style coalescing out, UDP GSO/GRO (default true). */
+  offload?: boolean;
+  /** FDB capacity (default 65536), peer table size (1024), VNIs (256); see DatapathOptions. */
+  fdbCapacity?: number;
+  maxPeers?: number;
+  maxVnis?: number;
+  /** Seconds a learned FDB entry lives without traffic (default 300). */
+  ageingSeconds?: number;
+}
+
+export interface PortOptions {
+  vni: number;
+  /** TAP name (default: the kernel's tapN). */
+  name?: string;
+  /** TAP MTU (default: the kernel's, 1500). */
+  mtu?: number;
+  /** Bring the TAP up (default true). */
+  up?: boolean;
+}
+
+export interface Remote {
+  address: string;
+  /** Default: the engine's data-path port. */
+  port?: number;
+}
+
+export interface FdbView {
+  vni: number;
+  mac: string;
+  address: string;
+  port: number;
+  static: boolean;
+}
+
+export interface PeerView {
+  address: string;
+  port: number;
+  learned: boolean;
+  counters: Counters;
+}
+
+export interface EngineStats {
+  /** Per VNI: what could be attributed to the VNI's port. */
+  vnis: Map<number, Counters>;
+  peers: PeerView[];
+  /** Every drop by reason, also of datagrams no VNI or peer could be named for. */
+  global: Counters;
+  io: IoCounters;
+  eventsLost: number;
+}
+
+export type EngineEvent =
+  | { type: 'l2miss'; vni: number; mac: string }
+  | { type: 'l3miss'; vni: number; ip: string }
+  | { type: 'learned'; vni: number; address: string; port: number };
+
+/** What a port of the engine is. */
+export interface TapPort {
+  vni: number;
+  name: string;
+  tap: TapDevice;
+}
+
+const SEND_BATCH = 64;
+
+function workerFile(): URL {
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`./worker${ext}`, import.meta.url);
+}
+
+export class VtepEngine extends EventEmitter {
+  readonly local: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+  readonly underlay: 'udp' | 'raw';
+  readonly offload: boolean;
+  private readonly ports = new Map<number, TapPort>();
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  private nextId = 1;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    o: { local: string; port: number; underlay: 'udp' | 'raw'; offload: boolean },
+    private readonly dp: Datapath,
+    private readonly udp: UdpBind,
+    private readonly raw: RawSender | undefined,
+    private readonly ioStats: number,
+    private worker: IoWorker | undefined,
+  ) {
+    super();
+    this.local = o.local;
+    this.port = o.port;
+    this.family = isIPv4(o.local) ? 4 : 6;
+    this.underlay = o.underlay;
+    this.offload = o.offload;
+  }
+
+  /** Opens the underlay socket(s), allocates the datapath and starts the I/O worker. */
+  static async open(o: EngineOptions = {}): Promise<VtepEngine> {
+    const local = o.local ?? '0.0.0.0';
+    if (!isIPv4(local) && !isIPv6(local)) {
+      throw new VxError('ERR_INVALID_ARG', `options.local must be an IPv4 or IPv6 address, got "${local}"`);
+    }
+    const port = o.port ?? VXLAN_PORT;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new VxError('ERR_INVALID_ARG', `options.port must be an integer in 1..65535, got ${port}`);
+    }
+    const underlay = o.underlay ?? 'udp';
+    if (underlay !== 'udp' && underlay !== 'raw') {
+      throw new VxError(
+        'ERR_INVALID_ARG',
+        `options.underlay must be "udp" or "raw", got "${String(underlay)}"`,
+      );
+    }
+    if (underlay === 'raw' && (!isIPv4(local) || local === '0.0.0.0')) {
+      throw new VxError('ERR_RAW_UNDERLAY_V4', 'the raw underlay needs options.local, an IPv4 address');
+    }
+    const offload = o.offload ?? false;
+    const wasm = core();
+    let rawOuter: number | undefined;
+    if (underlay === 'raw') {
+      rawOuter = wasm.alloc(OUTER_SIZE);
+      const dv = wasm.dv();
+      wasm.u8().set(local.split('.').map(Number), rawOuter + OUTER_SRC_IP);
+      dv.setUint32(rawOuter + OUTER_FLAGS, 0, true);
+      dv.setUint32(rawOuter + OUTER_PORT_MIN, OUTER_PORT_MIN_DEFAULT, true);
+      dv.setUint32(rawOuter + OUTER_PORT_MAX, OUTER_PORT_MAX_DEFAULT, true);
+    }
+    const dp = Datapath.create({
+      learning: o.learning ?? false,
+      arpProxy: o.arpProxy ?? true,
+      floodUnknownUnicast: o.floodUnknown ?? true,
+      ...(o.fdbCapacity !== undefined ? { fdbCapacity: o.fdbCapacity } : {}),
+      ...(o.maxPeers !== undefined ? { maxPeers: o.maxPeers } : {}),
+      ...(o.maxVnis !== undefined ? { maxVnis: o.maxVnis } : {}),
+      ...(o.ageingSeconds !== undefined ? { ageingSeconds: o.ageingSeconds } : {}),
+      ...(rawOuter !== undefined ? { rawUnderlayOuter: rawOuter } : {}),
+    });
+    const udp = UdpBind.open({ address: local, port, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 });
+    let raw: RawSender | undefined;
+    try {
+      if (underlay === 'raw') raw = RawSender.open({ family: 4, sndbuf: 8 << 20 });
+      const frame = offload ? TSO_MAX_FRAME : 9216;
+      const fromTap = new PacketBatch({ capacity: offload ? 16 : 64, frameCapacity: frame });
+      const fromUdp = new PacketBatch({ capacity: offload ? 32 : 64, frameCapacity: offload ? 65535 : 9216 });
+      const outCap = offload ? 2048 : 1024;
+      const decCap = offload ? 2048 : 64;
+      const ioStats = wasm.alloc(IO_STATS_BYTES);
+      const data: ServiceData = {
+        dp: { ctx: dp.ctx, scratch: wasm.alloc(SCRATCH_RECORDS * 16) },
+        udp: udp.handle(),
+        fromTap: fromTap.handle(),
+        fromUdp: fromUdp.handle(),
+        out: { descs: wasm.alloc(outCap * DESC_SIZE), capacity: outCap },
+        dec: { descs: wasm.alloc(decCap * DESC_SIZE), capacity: decCap },
+        ioStats,
+        tickMs: 100,
+        ...(raw
+          ? {
+              raw: raw.handle(),
+              rawOuter,
+              flood: new PacketBatch({ capacity: 16, frameCapacity: 9216 }).handle(),
+            }
+          : {}),
+        ...(offload ? { offload: offloadRegions(wasm, { outCapacity: outCap, groCapacity: decCap }) } : {}),
+      };
+      void SEND_BATCH;
+      const engine = new VtepEngine({ local, port, underlay, offload }, dp, udp, raw, ioStats, undefined);
+      engine.worker = await IoWorker.start({
+        file: workerFile(),
+        data,
+        memory: wasm.memory,
+        onEvent: (m) => engine.onMessage(m as ServiceMessage),
+      });
+      engine.worker.finished.catch((e: unknown) => engine.failAll(e as Error));
+      return engine;
+    } catch (e) {
+      raw?.close();
+      udp.close();
+      throw e;
+    }
+  }
+
+  private onMessage(m: ServiceMessage): void {
+    if (m.kind === 'reply') {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (m.error) p.reject(new VxError(m.error.code as `ERR_${string}`, m.error.message));
+      else p.resolve(m.result);
+      return;
+    }
+    for (const e of m.events) {
+      const ev = this.toEvent(e);
+      if (ev) this.emit(ev.type, ev);
+    }
+  }
+
+  private toEvent(e: DatapathEvent): EngineEvent | undefined {
+    if (e.type === 'l2miss') return { type: 'l2miss', vni: e.vni, mac: e.mac };
+    if (e.type === 'l3miss') return { type: 'l3miss', vni: e.vni, ip: e.ip };
+    if (!e.address) return undefined;
+    return { type: 'learned', vni: e.vni, address: e.address.address, port: e.address.port };
+  }
+
+  private failAll(e: Error): void {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  private request<T>(op: ControlOp): Promise<T> {
+    if (this.closing || !this.worker) {
+      return Promise.reject(new VxError('ERR_VTEP_CLOSED', 'the tunnel endpoint is closed'));
+    }
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker!.post({ ...op, id } satisfies Control);
+    });
+  }
+
+  private remote(r: Remote | string): RemoteRef {
+    const address = typeof r === 'string' ? r : r?.address;
+    const port = (typeof r === 'string' ? undefined : r.port) ?? this.port;
+    if (typeof address !== 'string' || !(isIPv4(address) || isIPv6(address))) {
+      throw new VxError('ERR_INVALID_ADDRESS', `remote "${String(address)}" is not an IPv4 or IPv6 address`);
+    }
+    if ((isIPv4(address) ? 4 : 6) !== this.family) {
+      throw new VxError(
+        'ERR_ADDRESS_FAMILY',
+        `remote ${address} is not of the underlay's family (the socket is bound to ${this.local})`,
+      );
+    }
+    if (this.underlay === 'raw' && !isIPv4(address)) {
+      throw new VxError('ERR_RAW_UNDERLAY_V4', `the raw underlay reaches IPv4 peers only, got ${address}`);
+    }
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new VxError('ERR_INVALID_ARG', `remote port must be an integer in 1..65535, got ${port}`);
+    }
+    return { address, port };
+  }
+
+  // ---- Ports -----------------------------------------------------------------------------------
+
+  /** Creates the TAP of `vni` and starts forwarding it. Errors: ERR_VNI_IN_USE, ERR_TAP_*. */
+  async addPort(o: PortOptions): Promise<TapPort> {
+    if (this.ports.has(o.vni)) throw new VxError('ERR_VNI_IN_USE', `VNI ${o.vni} already has a port`);
+    const tap = TapDevice.open({
+      ...(o.name !== undefined ? { name: o.name } : {}),
+      vnetHdr: this.offload,
+      ...(o.mtu !== undefined ? { mtu: o.mtu } : {}),
+      up: o.up ?? true,
+    });
+    const port: TapPort = { vni: o.vni, name: tap.name, tap };
+    this.ports.set(o.vni, port);
+    try {
+      await this.request({ op: 'addPort', vni: o.vni, tap: tap.handle() });
+    } catch (e) {
+      this.ports.delete(o.vni);
+      tap.close();
+      throw e;
+    }
+    return port;
+  }
+
+  /** Stops forwarding `vni` and removes its TAP (wherever it was moved). Can run twice. */
+  async removePort(vni: number): Promise<void> {
+    const p = this.ports.get(vni);
+    if (!p) return;
+    this.ports.delete(vni);
+    try {
+      await this.request({ op: 'removePort', vni });
+    } finally {
+      p.tap.close();
+    }
+  }
+
+  portOf(vni: number): TapPort | undefined {
+    return this.ports.get(vni);
+  }
+
+  // ---- Remote endpoints ------------------------------------------------------------------------
+
+  /** Adds `remote` to the flood list of `vni` (head-end replication of broadcast/multicast). */
+  async addPeer(vni: number, remote: Remote | string): Promise<void> {
+    await this.request({ op: 'addPeer', vni, remote: this.remote(remote) });
+  }
+
+  /** Takes `remote` off the flood list of `vni`; the peer goes once nothing uses it. */
+  async removePeer(vni: number, remote: Remote | string): Promise<boolean> {
+    return this.request({ op: 'removePeer', vni, remote: this.remote(remote) });
+  }
+
+  /** Static FDB entries: frames to `mac` in `vni` go to `remote` (replacing an entry there). */
+  async addFdb(vni: number, entries: { mac: string; remote: Remote | string }[]): Promise<void> {
+    const list = entries.map((e) => ({ mac: e.mac, remote: this.remote(e.remote) }));
+    await this.request({ op: 'addFdb', vni, entries: list });
+  }
+
+  /** Removes FDB entries (static or learned); returns how many were there. */
+  removeFdb(vni: number, macs: string[]): Promise<number> {
+    return this.request({ op: 'removeFdb', vni, macs });
+  }
+
+  /** Neighbour entries the ARP proxy answers from: `ip` is at `mac` in `vni`. */
+  async addNeigh(vni: number, entries: { ip: string; mac: string }[]): Promise<void> {
+    await this.request({ op: 'addNeigh', vni, entries });
+  }
+
+  removeNeigh(vni: number, ips: string[]): Promise<number> {
+    return this.request({ op: 'removeNeigh', vni, ips });
+  }
+
+  // ---- Reads -----------------------------------------------------------------------------------
+
+  /** FDB entries (static and learned), optionally of one VNI. */
+  fdb(vni?: number): FdbView[] {
+    const addr = new Map(this.dp.peers().map((p) => [p.index, p.address]));
+    return this.dp
+      .fdbEntries()
+      .filter((e) => vni === undefined || e.vni === vni)
+      .map((e) => {
+        const a = addr.get(e.peer);
+        return { vni: e.vni, mac: e.mac, address: a?.address ?? '', port: a?.port ?? 0, static: e.static };
+      });
+  }
+
+  /** Counters per VNI, per peer and in total, and the I/O thread's syscall counters. */
+  stats(): EngineStats {
+    const c = this.dp.counters();
+    const vnis = new Map<number, Counters>();
+    for (const [vni, b] of c.ports) vnis.set(vni, countersOf(b));
+    const peers = this.dp.peers().map((p) => ({
+      address: p.address.address,
+      port: p.address.port,
+      learned: p.learned,
+      counters: countersOf(c.peers.get(p.index)!),
+    }));
+    const io = readIoCounters(core().dv(), this.ioStats);
+    return { vnis, peers, global: countersOf(c.global), io, eventsLost: c.eventsLost };
+  }
+
+  // ---- Lifetime --------------------------------------------------------------------------------
+
+  /** Stops the worker, removes every TAP and closes the sockets. Can run twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.worker?.stop().catch(() => 0);
+      } finally {
+        this.failAll(new VxError('ERR_VTEP_CLOSED', 'the tunnel endpoint is closed'));
+        for (const p of this.ports.values()) p.tap.close();
+        this.ports.clear();
+        this.raw?.close();
+        this.udp.close();
+      }
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,439 @@
+// The tunnel endpoint's I/O thread: the pumps that move frames between the TAP ports and the
+// underlay through the WASM datapath, and the one serialised applier of control-plane changes.
+//
+// Owns, on the I/O thread: the datapath's tables (it is their single writer: every peer, FDB and
+// neighbour change arrives as a control message and is applied here between packet batches), the
+// TAP ports (attached from handles the main thread opened), and the model of which VNIs and FDB
+// entries use which peer (a peer leaves the WASM table when nothing uses it).
+//
+// Two pumps: `taps` (its fd is an epoll set holding every TAP, so ports come and go without
+// restarting the loop) reads each ready TAP in batches -> [TSO segmentation] -> dp.encap -> send;
+// `udp` does recvmmsg -> [expandGro] -> dp.decap -> [GRO coalescing] -> TAP writes. ARP proxy
+// replies go back into the TAP they came from. Events (L2/L3 misses, learned peers) are drained
+// every tick and posted to the main thread in one message; I/O counters are published to a
+// shared region at the same time. See engine.ts for the main-thread side.
+import {
+  DESC_ADDR,
+  DESC_ARG,
+  DESC_AUX,
+  DESC_LEN,
+  DESC_PTR,
+  DESC_SIZE,
+  DESC_VERDICT,
+  DESC_VNI,
+  PEER_SIZE,
+  VERDICT_FLOOD,
+  VERDICT_LOCAL,
+  VERDICT_REPLY,
+  VERDICT_SEND,
+} from '../../assembly/constants.js';
+import { VxError } from '../errors.js';
+import { PacketBatch, type PacketBatchHandle } from '../io/batch.js';
+import { memBase } from '../io/libc.js';
+import { MemView } from '../io/memview.js';
+import { EpollSet, type Pump } from '../io/poller.js';
+import { TapDevice, type TapHandle } from '../io/tap.js';
+import { expandGro, UdpBind, type UdpHandle } from '../io/udp.js';
+import type { IoContext, IoService } from '../io/worker.js';
+import { Datapath, type DatapathEvent, type DatapathHandle, nowSeconds } from '../wasm/datapath.js';
+import { instantiate } from '../wasm/module.js';
+import { IO_FIELDS, type IoCounters } from './counters.js';
+import { Offload, type OffloadHandle } from './offload.js';
+
+/** Regions the main thread allocated for one engine (structured-cloneable). */
+export interface ServiceData {
+  dp: DatapathHandle;
+  udp: UdpHandle;
+  /** The raw underlay's sender (outer headers built by encap); absent: send on `udp`. */
+  raw?: UdpHandle;
+  /** OUTER_SIZE options struct of the raw underlay (outer_v4_batch for flood copies). */
+  rawOuter?: number;
+  fromTap: PacketBatchHandle;
+  fromUdp: PacketBatchHandle;
+  /** Descriptors of datagrams to send (SEND verdicts, flood copies, segments). */
+  out: { descs: number; capacity: number };
+  /** Descriptors of received datagrams after expandGro. */
+  dec: { descs: number; capacity: number };
+  /** Slots for the raw underlay's flood copies (each copy needs its own outer header). */
+  flood?: PacketBatchHandle;
+  /** TSO segmentation / GRO coalescing regions (TAPs with vnet hdr); absent: plain frames. */
+  offload?: OffloadHandle;
+  /** IO_FIELDS f64s the thread publishes its counters to. */
+  ioStats: number;
+  /** Ticks (event drain, ageing, I/O counters) every this many ms. */
+  tickMs: number;
+}
+
+export interface RemoteRef {
+  address: string;
+  port: number;
+}
+
+export type ControlOp =
+  | { op: 'addPort'; vni: number; tap: TapHandle }
+  | { op: 'removePort'; vni: number }
+  | { op: 'addPeer'; vni: number; remote: RemoteRef }
+  | { op: 'removePeer'; vni: number; remote: RemoteRef }
+  | { op: 'addFdb'; vni: number; entries: { mac: string; remote: RemoteRef }[] }
+  | { op: 'removeFdb'; vni: number; macs: string[] }
+  | { op: 'addNeigh'; vni: number; entries: { ip: string; mac: string }[] }
+  | { op: 'removeNeigh'; vni: number; ips: string[] };
+
+export type Control = ControlOp & { id: number };
+
+export type ServiceMessage =
+  | { kind: 'reply'; id: number; result?: unknown; error?: { code: string; message: string } }
+  | { kind: 'events'; events: DatapathEvent[] };
+
+interface Port {
+  vni: number;
+  index: number;
+  tap: TapDevice;
+}
+
+interface PeerUse {
+  flood: Set<number>;
+  fdb: number;
+}
+
+/** Builds the I/O thread's service (serveIo factory; src/vtep/worker.ts). */
+export function vtepService(data: ServiceData, ctx: IoContext): IoService {
+  const { memory } = ctx;
+  const wasm = instantiate(memory);
+  const dp = Datapath.attach(data.dp, wasm);
+  const view = new MemView(memory);
+  const udp = UdpBind.attach(data.udp, memory);
+  const raw = data.raw ? UdpBind.attach(data.raw, memory) : undefined;
+  const sender = raw ?? udp;
+  const fromTap = PacketBatch.attach(data.fromTap, memory);
+  const fromUdp = PacketBatch.attach(data.fromUdp, memory);
+  const flood = data.flood ? PacketBatch.attach(data.flood, memory) : undefined;
+  const outerBatch = wasm.exports.outer_v4_batch as (descs: number, n: number, cfg: number) => number;
+  const base = memBase(memory);
+  const peers0 = dp.peerSockaddr(0);
+  const taps = new EpollSet([]);
+  const byIndex: (Port | undefined)[] = [];
+  const byVni = new Map<number, Port>();
+  let portList: Port[] = [];
+  const uses = new Map<number, PeerUse>();
+  const fdbOwner = new Map<string, number>();
+  const io = { tapRxFrames: 0, tapRxBytes: 0, tapTxFrames: 0, tapTxErrors: 0 };
+  const off = data.offload ? new Offload(data.offload, wasm, view) : undefined;
+  let nout = 0;
+
+  // ---- Sending ---------------------------------------------------------------------------------
+
+  function flush(): void {
+    if (nout === 0) return;
+    if (off) off.flush(sender, data.out.descs, nout);
+    else sender.sendBatch(data.out.descs, nout);
+    nout = 0;
+  }
+
+  function queue(u32: Uint32Array, ptr: number, len: number, addr: number, seg: number): void {
+    if (nout === data.out.capacity) flush();
+    const o = (data.out.descs + nout * DESC_SIZE) >>> 2;
+    u32[o + (DESC_PTR >> 2)] = ptr;
+    u32[o + (DESC_LEN >> 2)] = len;
+    u32[o + (DESC_ADDR >> 2)] = addr;
+    u32[o + (DESC_AUX >> 2)] = seg;
+    nout++;
+  }
+
+  /** Flood copies on the raw underlay: one copy of the frame per peer, each with its own outer header. */
+  function rawFlood(d: number, list: number): void {
+    if (!flood) return;
+    const u8 = view.u8();
+    let u32 = view.u32();
+    const ptr = u32[d + (DESC_PTR >> 2)]!;
+    const len = u32[d + (DESC_LEN >> 2)]!;
+    const vni = u32[d + (DESC_VNI >> 2)]!;
+    const cnt = u32[list >>> 2]!;
+    for (let j = 0; j < cnt; j += flood.capacity) {
+      const k = Math.min(flood.capacity, cnt - j);
+      for (let i = 0; i < k; i++) {
+        const peer = u32[(list >>> 2) + 1 + j + i]!;
+        const f = flood.frame(i);
+        u8.copyWithin(f, ptr, ptr + len);
+        const o = (flood.descs + i * DESC_SIZE) >>> 2;
+        u32[o + (DESC_PTR >> 2)] = f;
+        u32[o + (DESC_LEN >> 2)] = len;
+        u32[o + (DESC_VNI >> 2)] = vni;
+        u32[o + (DESC_ADDR >> 2)] = peers0 + peer * PEER_SIZE;
+      }
+      outerBatch(flood.descs, k, data.rawOuter!);
+      u32 = view.u32();
+      flush();
+      let m = 0;
+      for (let i = 0; i < k; i++) {
+        const o = (flood.descs + i * DESC_SIZE) >>> 2;
+        if (u32[o + (DESC_LEN >> 2)] === 0) continue;
+        queue(u32, u32[o + (DESC_PTR >> 2)]!, u32[o + (DESC_LEN >> 2)]!, u32[o + (DESC_ADDR >> 2)]!, 0);
+        m++;
+      }
+      flush(); // the flood slots are reused by the next chunk
+      void m;
+    }
+  }
+
+  /** Encapsulates the `n` frames read from `p` into fromTap (or the segments at `descs`) and sends them. */
+  function encapSend(p: Port, descs: number, n: number): void {
+    let u32 = view.u32();
+    for (let i = 0; i < n; i++) u32[(descs + i * DESC_SIZE + DESC_ARG) >>> 2] = p.index;
+    dp.encap({ descs }, n, nowSeconds());
+    u32 = view.u32();
+    for (let i = 0; i < n; i++) {
+      const d = (descs + i * DESC_SIZE) >>> 2;
+      const verdict = u32[d + (DESC_VERDICT >> 2)];
+      if (verdict === VERDICT_SEND) {
+        queue(u32, u32[d]!, u32[d + (DESC_LEN >> 2)]!, u32[d + (DESC_ADDR >> 2)]!, u32[d + (DESC_AUX >> 2)]!);
+      } else if (verdict === VERDICT_FLOOD) {
+        const list = u32[d + (DESC_ADDR >> 2)]!;
+        if (raw) {
+          rawFlood(d, list);
+          continue;
+        }
+        const cnt = u32[list >>> 2]!;
+        for (let j = 0; j < cnt; j++) {
+          const peer = u32[(list >>> 2) + 1 + j]!;
+          queue(
+            u32,
+            u32[d]!,
+            u32[d + (DESC_LEN >> 2)]!,
+            peers0 + peer * PEER_SIZE,
+            u32[d + (DESC_AUX >> 2)]!,
+          );
+        }
+      } else if (verdict === VERDICT_REPLY) {
+        if (off) off.prepareWrite(u32[d]!);
+        writeTap(p, descs + i * DESC_SIZE);
+      }
+    }
+  }
+
+  function writeTap(p: Port, desc: number): void {
+    if (p.tap.writeBatch(desc, 1) === 1) io.tapTxFrames++;
+    else io.tapTxErrors++;
+  }
+
+  // ---- Pumps -----------------------------------------------------------------------------------
+
+  const tapPump: Pump = {
+    fd: taps.epfd,
+    pump() {
+      let moved = 0;
+      for (const p of portList) {
+        const n = p.tap.readBatch(fromTap);
+        if (n === 0) continue;
+        moved += n;
+        io.tapRxFrames += n;
+        if (off) {
+          off.segmentBatch(fromTap.descs, n, (descs, k) => encapSend(p, descs, k));
+        } else encapSend(p, fromTap.descs, n);
+        flush();
+      }
+      return moved;
+    },
+  };
+
+  const udpPump: Pump = {
+    fd: udp.fd,
+    pump() {
+      const n = udp.recvBatch(fromUdp);
+      if (n === 0) return 0;
+      let descs = fromUdp.descs;
+      let m = n;
+      if (udp.gro) {
+        m = expandGro(view, fromUdp.descs, n, data.dec.descs, data.dec.capacity);
+        descs = data.dec.descs;
+      }
+      dp.decap({ descs }, m, nowSeconds());
+      if (off) off.deliver(descs, m, (port) => byIndex[port]?.tap, io);
+      else {
+        const u32 = view.u32();
+        for (let i = 0; i < m; i++) {
+          const d = (descs + i * DESC_SIZE) >>> 2;
+          if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
+          const p = byIndex[u32[d + (DESC_ARG >> 2)]!];
+          if (p) writeTap(p, descs + i * DESC_SIZE);
+        }
+      }
+      return n;
+    },
+  };
+
+  // ---- Control ---------------------------------------------------------------------------------
+
+  function use(index: number): PeerUse {
+    let u = uses.get(index);
+    if (!u) {
+      u = { flood: new Set(), fdb: 0 };
+      uses.set(index, u);
+    }
+    return u;
+  }
+
+  function release(index: number): void {
+    const u = uses.get(index);
+    if (!u || u.flood.size > 0 || u.fdb > 0) return;
+    uses.delete(index);
+    dp.removePeer(index);
+  }
+
+  function port(vni: number): Port {
+    const p = byVni.get(vni);
+    if (!p) throw new VxError('ERR_PORT_NOT_FOUND', `no port for VNI ${vni}`);
+    return p;
+  }
+
+  function dropFdb(vni: number, mac: string): void {
+    const key = `${vni}/${mac}`;
+    const owner = fdbOwner.get(key);
+    if (owner === undefined) return;
+    fdbOwner.delete(key);
+    const u = uses.get(owner);
+    if (u) u.fdb--;
+    release(owner);
+  }
+
+  function apply(c: ControlOp): unknown {
+    switch (c.op) {
+      case 'addPort': {
+        if (byVni.has(c.vni)) throw new VxError('ERR_VNI_IN_USE', `VNI ${c.vni} already has a port`);
+        const index = dp.addPort(c.vni);
+        const p: Port = { vni: c.vni, index, tap: TapDevice.attach(c.tap, memory) };
+        taps.add(p.tap.fd, index);
+        byIndex[index] = p;
+        byVni.set(c.vni, p);
+        portList = [...byVni.values()];
+        return index;
+      }
+      case 'removePort': {
+        const p = byVni.get(c.vni);
+        if (!p) return false;
+        taps.remove(p.tap.fd);
+        for (const key of [...fdbOwner.keys()]) {
+          if (key.startsWith(`${c.vni}/`)) dropFdb(c.vni, key.slice(key.indexOf('/') + 1));
+        }
+        for (const [index, u] of uses) if (u.flood.delete(c.vni)) release(index);
+        dp.removePort(c.vni);
+        byIndex[p.index] = undefined;
+        byVni.delete(c.vni);
+        portList = [...byVni.values()];
+        return true;
+      }
+      case 'addPeer': {
+        port(c.vni);
+        const index = dp.addPeer(c.remote);
+        dp.addFlood(c.vni, [index]);
+        use(index).flood.add(c.vni);
+        return index;
+      }
+      case 'removePeer': {
+        const index = dp.peers().find((p) => sameRemote(p.address, c.remote))?.index;
+        if (index === undefined) return false;
+        if (byVni.has(c.vni)) dp.removeFlood(c.vni, [index]);
+        use(index).flood.delete(c.vni);
+        release(index);
+        return true;
+      }
+      case 'addFdb': {
+        port(c.vni);
+        const entries = c.entries.map((e) => ({
+          vni: c.vni,
+          mac: e.mac.toLowerCase(),
+          peer: dp.addPeer(e.remote),
+        }));
+        for (const e of entries) use(e.peer);
+        try {
+          dp.addFdb(entries, { replace: true, now: nowSeconds() });
+        } finally {
+          for (const e of entries) {
+            const key = `${c.vni}/${e.mac}`;
+            const before = fdbOwner.get(key);
+            if (before === e.peer) continue;
+            if (dp.lookupFdb([{ vni: c.vni, mac: e.mac }])[0] !== e.peer) continue;
+            fdbOwner.set(key, e.peer);
+            use(e.peer).fdb++;
+            if (before !== undefined) {
+              use(before).fdb--;
+              release(before);
+            }
+          }
+          for (const e of entries) release(e.peer);
+        }
+        return entries.length;
+      }
+      case 'removeFdb': {
+        const macs = c.macs.map((m) => m.toLowerCase());
+        const n = dp.removeFdb(macs.map((mac) => ({ vni: c.vni, mac })));
+        for (const mac of macs) dropFdb(c.vni, mac);
+        return n;
+      }
+      case 'addNeigh':
+        port(c.vni);
+        dp.addNeighbour(c.entries.map((e) => ({ vni: c.vni, ip: e.ip, mac: e.mac })));
+        return c.entries.length;
+      case 'removeNeigh':
+        return dp.removeNeighbour(c.ips.map((ip) => ({ vni: c.vni, ip })));
+    }
+  }
+
+  // ---- Ticks -----------------------------------------------------------------------------------
+
+  function publish(): void {
+    const dv = new DataView(memory.buffer);
+    const s = udp.stats;
+    const vals: IoCounters = {
+      udpRxDatagrams: s.rxDatagrams,
+      udpRxBytes: s.rxBytes,
+      udpRxTruncated: s.rxTruncated,
+      udpTxDatagrams: s.txDatagrams + (raw?.stats.txDatagrams ?? 0),
+      udpTxBytes: s.txBytes + (raw?.stats.txBytes ?? 0),
+      udpTxErrors: s.txErrors + (raw?.stats.txErrors ?? 0),
+      tapRxFrames: io.tapRxFrames,
+      tapRxBytes: portList.reduce((a, p) => a + p.tap.stats.rxBytes, 0),
+      tapTxFrames: io.tapTxFrames,
+      tapTxErrors: io.tapTxErrors,
+      tsoFrames: off?.stats.tsoFrames ?? 0,
+      tsoSegments: off?.stats.tsoSegments ?? 0,
+      groFrames: off?.stats.groFrames ?? 0,
+      groSegments: off?.stats.groSegments ?? 0,
+    };
+    IO_FIELDS.forEach((k, i) => {
+      dv.setFloat64(data.ioStats + 8 * i, vals[k], true);
+    });
+  }
+
+  void base;
+  return {
+    pumps: [tapPump, udpPump],
+    tickMs: data.tickMs,
+    onControl(msg) {
+      const c = msg as Control;
+      let reply: ServiceMessage;
+      try {
+        reply = { kind: 'reply', id: c.id, result: apply(c) };
+      } catch (e) {
+        const code = e instanceof VxError ? e.code : 'ERR_VTEP_CONTROL';
+        reply = { kind: 'reply', id: c.id, error: { code, message: (e as Error).message } };
+      }
+      publish();
+      ctx.emit(reply);
+    },
+    onTick() {
+      const events = dp.drainEvents();
+      if (events.length > 0) ctx.emit({ kind: 'events', events } satisfies ServiceMessage);
+      dp.age(nowSeconds(), { budget: 4096 });
+      publish();
+    },
+  };
+}
+
+function sameRemote(a: { address: string; port: number }, b: RemoteRef): boolean {
+  return a.port === b.port && normalize(a.address) === normalize(b.address);
+}
+
+function normalize(address: string): string {
+  return address.toLowerCase();
+}
