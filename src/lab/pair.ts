@@ -21,12 +21,17 @@ export type VtepKind = 'kernel' | 'none';
 export interface PairOptions {
   vni?: number;
   port?: number;
-  /** Overlay MTU on the containers and br0 (default 1450). */
+  /** Overlay MTU on the containers and br0 (default 1450; 1430 on an IPv6 underlay: 20 bytes more of outer header). */
   mtu?: number;
   /** The VXLAN port of each host: the kernel's vxlan device, or none (the caller adds one). */
   vtep?: [VtepKind, VtepKind];
   /** Use an IPv6 underlay (fd77::1/2) instead of IPv4. */
   ipv6?: boolean;
+  /**
+   * IPv6 underlay only: the kernel's vxlan devices send zero UDP checksums and accept them
+   * (udp6zerocsumtx/rx, default true). False keeps Linux's default: checksummed, zero refused.
+   */
+  udp6ZeroCsum?: boolean;
 }
 
 export interface Host {
@@ -43,6 +48,8 @@ export interface Pair {
   vni: number;
   port: number;
   mtu: number;
+  /** Further namespaces made for this pair (addStranger); destroy() removes them too. */
+  extra: string[];
   destroy(): Promise<void>;
 }
 
@@ -50,8 +57,8 @@ export async function createPair(o: PairOptions = {}): Promise<Pair> {
   const id = randomBytes(3).toString('hex');
   const vni = o.vni ?? 256;
   const port = o.port ?? VXLAN_PORT;
-  const mtu = o.mtu ?? 1450;
   const v6 = o.ipv6 ?? false;
+  const mtu = o.mtu ?? (v6 ? 1430 : 1450);
   const hosts: [Host, Host] = [1, 2].map((i) => ({
     ns: `vxh${i}-${id}`,
     container: `vxc${i}-${id}`,
@@ -64,7 +71,9 @@ export async function createPair(o: PairOptions = {}): Promise<Pair> {
     vni,
     port,
     mtu,
+    extra: [],
     async destroy() {
+      for (const ns of pair.extra) await deleteNetns(ns, { killProcesses: true });
       for (const h of hosts) {
         await deleteNetns(h.container, { killProcesses: true });
         await deleteNetns(h.ns, { killProcesses: true });
@@ -89,7 +98,8 @@ export async function createPair(o: PairOptions = {}): Promise<Pair> {
     }
     const kinds = o.vtep ?? ['kernel', 'kernel'];
     for (const [i, h] of hosts.entries()) {
-      if (kinds[i] === 'kernel') await addKernelVxlan(h, hosts[1 - i]!, { vni, port, mtu });
+      if (kinds[i] === 'kernel')
+        await addKernelVxlan(h, hosts[1 - i]!, { vni, port, mtu, udp6ZeroCsum: o.udp6ZeroCsum });
     }
     if (v6) await waitDad(hosts);
   } catch (e) {
@@ -131,7 +141,7 @@ async function waitDad(hosts: Host[]): Promise<void> {
 export async function addKernelVxlan(
   h: Host,
   peer: Host,
-  o: { vni: number; port: number; mtu: number; name?: string },
+  o: { vni: number; port: number; mtu: number; name?: string; udp6ZeroCsum?: boolean },
 ): Promise<void> {
   const name = o.name ?? 'vxlan0';
   const at = { netns: h.ns, action: `add kernel vxlan "${name}"` };
@@ -149,7 +159,7 @@ export async function addKernelVxlan(
       'dstport',
       String(o.port),
       'nolearning',
-      ...(h.underlayIp.includes(':') ? ['udp6zerocsumtx', 'udp6zerocsumrx'] : []),
+      ...(h.underlayIp.includes(':') && (o.udp6ZeroCsum ?? true) ? ['udp6zerocsumtx', 'udp6zerocsumrx'] : []),
     ],
     at,
   );
@@ -157,4 +167,38 @@ export async function addKernelVxlan(
   await ip(['link', 'set', 'dev', name, 'master', 'br0', 'up'], at);
   await run('bridge', ['fdb', 'append', '00:00:00:00:00:00', 'dev', name, 'dst', peer.underlayIp], at);
   await run('ethtool', ['-K', 'ul0', 'tx', 'off'], { netns: h.ns, action: 'finish underlay checksums' });
+}
+
+/** A namespace outside the pair that can reach host `i`'s underlay address (addStranger). */
+export interface Stranger {
+  ns: string;
+  /** Its own address: on the underlay's family, in no host's peer list. */
+  ip: string;
+}
+
+/**
+ * A third namespace wired to host `i` by its own veth (192.168.78.0/24 or fd78::/64) with a route
+ * to the underlay prefix: it can send to host `i`'s underlay address from an address that is not a
+ * peer's. Removed by the pair's destroy().
+ */
+export async function addStranger(pair: Pair, i: 0 | 1): Promise<Stranger> {
+  const h = pair.hosts[i];
+  const v6 = h.underlayIp.includes(':');
+  const ns = `vxx${i + 1}-${h.ns.slice(h.ns.indexOf('-') + 1)}`;
+  pair.extra.push(ns);
+  await ensureNetns(ns);
+  await ensureVeth({ name: 'st0', peer: 'eth0', netns: h.ns, peerNetns: ns });
+  await setLink('st0', { netns: h.ns, up: true });
+  await setLink('eth0', { netns: ns, up: true });
+  const [hostIp, ip6, len, prefix] = v6
+    ? ['fd78::1', 'fd78::2', 64, 'fd77::/64']
+    : ['192.168.78.1', '192.168.78.2', 24, '192.168.77.0/24'];
+  const nodad = v6 ? ['nodad'] : [];
+  await ip(['addr', 'add', `${hostIp}/${len}`, 'dev', 'st0', ...nodad], {
+    netns: h.ns,
+    action: 'address st0',
+  });
+  await ip(['addr', 'add', `${ip6}/${len}`, 'dev', 'eth0', ...nodad], { netns: ns, action: 'address eth0' });
+  await ip(['route', 'add', prefix, 'via', hostIp], { netns: ns, action: 'route to the underlay' });
+  return { ns, ip: ip6 };
 }
