@@ -1,0 +1,131 @@
+// npm run bench:esp — ESP (RFC 4303 + RFC 4106 AES-128-GCM, 8-byte ICV) seal+open of VXLAN UDP
+// datagrams: vxnet's WASM batches next to node:crypto doing the same per packet.
+//
+// Case `esp-seal+open`, at 64 and 1400 bytes of UDP datagram (the ESP payload), unit MB/s of
+// payload, each packet sealed once and opened once per unit:
+// - `wasm`: one thread; per call, one Esp.seal and one Esp.open over a batch of 64 descriptors
+//   already in WASM memory (ESP header, IV, padding, trailer, ICV, SPI lookup, replay window,
+//   padding check included). Open restores the datagram in place, so the next call only resets the
+//   64 descriptors (included in the time).
+// - `node-crypto` (baseline): per packet, the ESP header and trailer built in a Buffer, then
+//   createCipheriv + setAAD + update + final + getAuthTag, then createDecipheriv + setAAD +
+//   setAuthTag + update + final — the GCM work alone, with no SA lookup or replay window, the way a
+//   per-packet Node user would call OpenSSL (AES-NI).
+// Method: impls interleaved in ROUNDS rounds of RUN_MS each after a warm-up round; median round.
+// The machine is shared (2 cores), so compare the ratio within one run.
+//
+// Usage: npm run bench:esp [-- --json]
+import crypto from 'node:crypto';
+import {
+  DESC_ARG,
+  DESC_LEN,
+  DESC_PTR,
+  DESC_VERDICT,
+  VERDICT_LOCAL,
+  VERDICT_SEND,
+} from '../assembly/constants.js';
+import { Esp } from '../src/crypto/esp.js';
+import { PacketBatch } from '../src/io/batch.js';
+import { median, note, record, report } from './lib.js';
+
+const SIZES = [64, 1400];
+const BATCH = 64;
+const ICV = 8;
+const RUN_MS = 150;
+const ROUNDS = 7;
+
+function wasmRunner(size: number): () => void {
+  const esp = new Esp({ maxSas: 4, maxPeers: 4 });
+  const key = crypto.randomBytes(16);
+  const salt = crypto.randomBytes(4);
+  esp.addSa({ spi: 0x1001, key, salt, icvLen: ICV, dir: 'in' });
+  esp.bindPeer(0, esp.addSa({ spi: 0x1001, key, salt, icvLen: ICV, dir: 'out' }));
+  const batch = new PacketBatch({ capacity: BATCH, frameCapacity: 2048 });
+  const c = esp.core;
+  for (let i = 0; i < BATCH; i++) c.u8().set(crypto.randomBytes(size), batch.frame(i));
+  return () => {
+    const dv = c.dv();
+    for (let i = 0; i < BATCH; i++) {
+      const d = batch.desc(i);
+      dv.setUint32(d + DESC_PTR, batch.frame(i), true);
+      dv.setUint32(d + DESC_LEN, size, true);
+      dv.setUint32(d + DESC_VERDICT, VERDICT_SEND, true);
+      dv.setUint32(d + DESC_ARG, 0, true);
+    }
+    esp.seal(batch.descs, BATCH);
+    if (esp.open(batch.descs, BATCH) !== BATCH) throw new Error('ESP open failed in the bench');
+    if (dv.getUint32(batch.desc(0) + DESC_VERDICT, true) !== VERDICT_LOCAL) throw new Error('not opened');
+  };
+}
+
+function nodeRunner(size: number): () => void {
+  const key = crypto.randomBytes(16);
+  const salt = crypto.randomBytes(4);
+  const payloads = Array.from({ length: BATCH }, () => crypto.randomBytes(size));
+  let seq = 0;
+  return () => {
+    for (const p of payloads) {
+      seq++;
+      const hdr = Buffer.alloc(16);
+      hdr.writeUInt32BE(0x1001, 0);
+      hdr.writeUInt32BE(seq >>> 0, 4);
+      hdr.writeBigUInt64BE(BigInt(seq), 8);
+      const pad = (4 - ((size + 2) % 4)) % 4;
+      const trailer = Buffer.from([1, 2, 3].slice(0, pad).concat([pad, 17]));
+      const nonce = Buffer.concat([salt, hdr.subarray(8)]);
+      const e = crypto.createCipheriv('aes-128-gcm', key, nonce, { authTagLength: ICV });
+      e.setAAD(hdr.subarray(0, 8));
+      const ct = Buffer.concat([e.update(p), e.update(trailer), e.final()]);
+      const tag = e.getAuthTag();
+      const d = crypto.createDecipheriv('aes-128-gcm', key, nonce, { authTagLength: ICV });
+      d.setAAD(hdr.subarray(0, 8));
+      d.setAuthTag(tag);
+      d.update(ct);
+      d.final();
+    }
+  };
+}
+
+/** MB/s of wall time; adds the MB per CPU-second of this (single-threaded) process to `cpu`. */
+function timeRound(fn: () => void, bytes: number, cpu: number[]): number {
+  let calls = 0;
+  const u0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const end = t0 + BigInt(RUN_MS * 1e6);
+  let t = t0;
+  while (t < end) {
+    fn();
+    calls++;
+    t = process.hrtime.bigint();
+  }
+  const u = process.cpuUsage(u0);
+  cpu.push((calls * bytes) / ((u.user + u.system) / 1e6) / 1e6);
+  return (calls * bytes) / (Number(t - t0) / 1e9) / 1e6;
+}
+
+for (const size of SIZES) {
+  const impls = [
+    { impl: 'wasm', fn: wasmRunner(size) },
+    { impl: 'node-crypto', fn: nodeRunner(size) },
+  ];
+  const xs = impls.map(() => [] as number[]);
+  const cpu = impls.map(() => [] as number[]);
+  for (let r = 0; r <= ROUNDS; r++) {
+    impls.forEach((m, i) => {
+      const c: number[] = [];
+      const v = timeRound(m.fn, BATCH * size, c);
+      if (r > 0) {
+        xs[i]!.push(v);
+        cpu[i]!.push(c[0]!);
+      }
+    });
+  }
+  const [cw, cn] = cpu.map((c) => median(c));
+  note(
+    `esp-seal+open ${size} B per CPU-second: wasm ${cw!.toFixed(1)} MB/s, node-crypto ${cn!.toFixed(1)} MB/s, ratio ${(cw! / cn!).toFixed(2)}x`,
+  );
+  impls.forEach((m, i) => {
+    record({ bench: 'esp-seal+open', case: `${size}`, impl: m.impl, value: median(xs[i]!), unit: 'MB/s' });
+  });
+}
+report();
