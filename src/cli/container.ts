@@ -3,7 +3,7 @@
 //
 // Owns: the client side of the container lifecycle. `run` is create + start (as docker's
 // client does it); without -d it waits for the command and prints its output, exiting with its
-// code. `exec` enters the container's namespace from the CLI process itself (nsenter --net), so
+// code. `exec` enters the container's namespace from the CLI process itself (ip netns exec), so
 // the command gets the caller's terminal; it needs root like the daemon.
 
 import { spawn } from 'node:child_process';
@@ -111,7 +111,8 @@ export const exec: Command = {
     const [name] = positionals(p, this, ['CONTAINER']);
     const cmd = needCmd(p.rest, 'exec');
     const ct = await ctx.client().call<ContainerJson>('GET', `/containers/${encodeURIComponent(name!)}/json`);
-    const child = spawn('nsenter', [`--net=${ct.NetnsPath}`, '--', ...cmd], { stdio: 'inherit' });
+    // ip netns exec: also mounts the container's resolv.conf (the embedded DNS resolver).
+    const child = spawn('ip', ['netns', 'exec', ct.Netns, ...cmd], { stdio: 'inherit' });
     return new Promise((resolve, reject) => {
       child.once('error', (e) => reject(new VxError('ERR_SPAWN', `could not run ${cmd[0]}: ${e.message}`)));
       child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 + 9 : 1)));

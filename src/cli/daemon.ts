@@ -41,6 +41,11 @@ export const daemon: Command = {
     'etcd-cacert': { type: 'string', arg: 'FILE', help: "CA of etcd's certificate (TLS to etcd)" },
     'etcd-cert': { type: 'string', arg: 'FILE', help: 'Client certificate for etcd' },
     'etcd-key': { type: 'string', arg: 'FILE', help: 'Key of --etcd-cert' },
+    dns: {
+      type: 'list',
+      arg: 'IP[:PORT]',
+      help: "Resolver for names that are not containers' (repeatable; default: /etc/resolv.conf)",
+    },
     'vxlan-port': { type: 'string', arg: 'KIND', help: 'VXLAN port implementation (default "kernel")' },
     'log-level': { type: 'string', arg: 'LEVEL', help: 'trace|debug|info|warn|error (default info)' },
   },
@@ -101,6 +106,7 @@ export const daemon: Command = {
       // Made by the daemon once --cluster-advertise is resolved (an interface gives its address).
       portKind: kind,
       logLevel: level,
+      dnsUpstreams: p.flags.dns as string[] | undefined,
     });
     // A failed start must not leave the etcd client holding the process open.
     const d = await starting.catch(async (e: unknown) => {

@@ -33,6 +33,7 @@ import { createApi } from './api.js';
 import { Engine } from './engine.js';
 import { KernelVxlanPorts } from './kernel-vxlan.js';
 import { DEFAULT_HOST_TTL, Membership } from './membership.js';
+import { Names } from './names.js';
 import { PeerTable } from './peers.js';
 import { GATEWAY_IP, GATEWAY_SUBNET } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
@@ -81,6 +82,8 @@ export interface DaemonOptions {
    * daemons in one process, one per simulated host. The CLI never sets it.
    */
   hostNetns?: string;
+  /** Resolvers for names that are not containers' (IPv4[:port]; default this host's resolv.conf). */
+  dnsUpstreams?: string[];
 }
 
 export interface RunningDaemon {
@@ -201,6 +204,10 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
       gateway: GATEWAY_IP,
     });
   const reconciled = await engine.serial(() => reconcile(engine));
+  const names = new Names({ engine, store, log, upstreams: o.dnsUpstreams });
+  await names.start();
+  engine.beforeStart = (ct) => names.attach(ct);
+  engine.beforeRemove = (ct) => names.detach(ct);
   const membership = new Membership({ store, hostId, advertise, ttlSeconds: hostTtl, log });
   await membership.start();
   const peers = new PeerTable({
@@ -241,7 +248,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   log.info({ socket, reconciled }, 'listening');
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown({ server, poll, engine, peers, membership, ports, store, socket, log });
+    closing ??= shutdown({ server, poll, engine, peers, membership, names, ports, store, socket, log });
     return closing;
   };
   return { engine, socket, reconciled, peers, membership, close };
@@ -253,6 +260,7 @@ async function shutdown(x: {
   engine: Engine;
   peers: PeerTable;
   membership: Membership;
+  names: Names;
   ports: OverlayPorts;
   store: Store;
   socket: string;
@@ -263,6 +271,7 @@ async function shutdown(x: {
   const closed = new Promise<void>((resolve) => x.server.close(() => resolve()));
   x.server.closeIdleConnections();
   await x.engine.drain();
+  await x.names.close();
   x.membership.close();
   x.peers.close();
   await x.peers.idle();

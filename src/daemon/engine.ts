@@ -119,6 +119,9 @@ export class Engine {
   readonly plumbing: Plumbing;
   /** Told when a sandbox is (re)built here, so it gets its remote endpoints (peers.ts). */
   onSandbox?: (networkId: string) => void;
+  /** Told before a container's command starts, and before it is removed (names.ts: its DNS). */
+  beforeStart?: (ct: ContainerRecord) => Promise<void>;
+  beforeRemove?: (ct: ContainerRecord) => Promise<void>;
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
   private readonly waiters = new Map<string, Set<(code: number | null) => void>>();
@@ -380,6 +383,7 @@ export class Engine {
           'ERR_CONTAINER_STATE',
           `container "${ct.name}" has no command (attached namespace)`,
         );
+      await this.beforeStart?.(ct);
       const p = await spawnInContainer({ netns: ct.netns, cmd: ct.cmd, logFile: this.logFile(ct) });
       crashPoint('run:spawned');
       const running = await this.updateContainer(ct.name, (c) => ({
@@ -568,6 +572,7 @@ export class Engine {
     if (kv && (JSON.parse(kv.value) as ContainerRecord).id === ct.id && ct.state !== 'removing')
       await this.store.put(kv.key, JSON.stringify({ ...ct, state: 'removing' }));
     const eps = await this.containerEndpoints(ct);
+    await this.beforeRemove?.(ct);
     if (ct.pid !== undefined) killProcess(ct.pid, ct.pidStart ?? 0);
     if (ct.external) {
       for (const ep of eps) await this.plumbing.removeEndpoint(ct, ep);

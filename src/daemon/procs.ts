@@ -1,8 +1,10 @@
 // Container processes: starting a command inside a container's namespace and knowing whether it
 // still runs, also after the daemon itself was restarted.
 //
-// Owns: spawn (nsenter --net=/run/netns/NS -- CMD, detached, output to a log file in the state
-// dir) and liveness. A container's process must outlive a daemon crash (the daemon is the
+// Owns: spawn (ip netns exec NS CMD, detached, output to a log file in the state dir) and
+// liveness. `ip netns exec` rather than `nsenter --net`: it also mounts /etc/netns/NS/resolv.conf
+// (the embedded DNS resolver's, names.ts) over /etc/resolv.conf for the container's processes.
+// A container's process must outlive a daemon crash (the daemon is the
 // control plane, not the parent that keeps containers alive), so it runs in its own process
 // group with no pipe to the daemon. Liveness is checked by pid *and* start time (a reused pid is
 // another process) *and* network namespace (a process in another namespace is not ours).
@@ -27,7 +29,7 @@ export async function spawnInContainer(o: {
 }): Promise<Spawned> {
   const out = openSync(o.logFile, 'a', 0o600);
   try {
-    const child = spawn('nsenter', [`--net=/run/netns/${o.netns}`, '--', ...o.cmd], {
+    const child = spawn('ip', ['netns', 'exec', o.netns, ...o.cmd], {
       detached: true,
       stdio: ['ignore', out, out],
     });

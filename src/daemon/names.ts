@@ -1,0 +1,143 @@
+// Container names on the overlay: the embedded DNS resolver (src/dns/server.ts) of this host's
+// containers, answering from the store's endpoint records of every host.
+//
+// Owns: one watch on /vxnet/endpoints/ (the names and aliases of every container, on every host,
+// with the network each endpoint is on) and the resolver's attachment to each container vxnet
+// runs here: 127.0.0.11 inside its namespace and /etc/netns/<ns>/resolv.conf, which `ip netns
+// exec` (procs.ts) mounts over /etc/resolv.conf for the container's processes.
+// Why shaped so:
+// - Scoping is by network, as Docker's: a container sees the names of containers that share a
+//   network with it. The asker's networks are read from the same table at each query, so
+//   connect/disconnect change what it sees without touching its attachment.
+// - The table follows the store by events, and a resync (compaction, reconnect) replaces it
+//   whole. A name the table does not know yet (a container made on another host a moment ago,
+//   whose event is still in flight) is looked up in the store before the answer is NXDOMAIN.
+// - Namespaces made elsewhere (`attach`) keep their own resolver: vxnet does not take over a
+//   foreign namespace's /etc/resolv.conf or port 53.
+// - Unknown names with a dot go to the host's resolvers (its /etc/resolv.conf, or the daemon's
+//   `dnsUpstreams`), from the container's namespace, as Docker's resolver does.
+
+import type { Logger } from 'pino';
+import { type Asker, createResolver, type DnsResolver } from '../dns/server.js';
+import { netnsExists } from '../kernel/netns.js';
+import type { Store, Watcher, WatchMessage } from '../store/store.js';
+import type { Engine } from './engine.js';
+import { type ContainerRecord, ENDPOINTS, type EndpointRecord, endpointsOf } from './records.js';
+
+export interface NamesOptions {
+  engine: Engine;
+  store: Store;
+  log: Logger;
+  /** Resolvers for names that are not containers' (IPv4[:port]); default the host's resolv.conf. */
+  upstreams?: string[];
+}
+
+export class Names {
+  private readonly o: NamesOptions;
+  private readonly endpoints = new Map<string, EndpointRecord>();
+  /** Networks of a container known from its record until the table has its endpoints. */
+  private readonly seeds = new Map<string, string[]>();
+  private readonly resolver: DnsResolver;
+  private watcher?: Watcher;
+
+  constructor(o: NamesOptions) {
+    this.o = o;
+    this.resolver = createResolver({
+      upstreams: o.upstreams,
+      lookup: (asker, name) => this.lookup(asker, name),
+      reverse: (asker, ip) => this.reverse(asker, ip),
+    });
+  }
+
+  /** Loads the table, watches it, and attaches to this host's containers (a restart re-attaches). */
+  async start(): Promise<void> {
+    const { revision, kvs } = await this.o.store.list(ENDPOINTS);
+    for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
+    this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {
+      fromRevision: revision + 1,
+    });
+    for (const ct of await this.o.engine.listContainers())
+      if (ct.state === 'created' || ct.state === 'running') await this.attach(ct);
+  }
+
+  /** Answers inside the container's namespace (idempotent); a failure is logged, not fatal. */
+  async attach(ct: ContainerRecord): Promise<void> {
+    if (ct.external || !netnsExists(ct.netns)) return;
+    this.seeds.set(ct.id, Object.keys(ct.endpoints));
+    const id = ct.id;
+    const networksOf = (x: string) => this.networksOf(x);
+    const asker: Asker = {
+      id: ct.name,
+      get networks() {
+        return networksOf(id);
+      },
+    };
+    try {
+      await this.resolver.attachResolver({ netns: ct.netns, asker });
+    } catch (e) {
+      this.o.log.warn({ err: e, container: ct.name }, 'no embedded DNS in the container');
+    }
+  }
+
+  async detach(ct: ContainerRecord): Promise<void> {
+    this.seeds.delete(ct.id);
+    await this.resolver.detach(ct.netns);
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+    await this.resolver.close();
+  }
+
+  /** The network ids a container is on, as the store says. */
+  networksOf(containerId: string): string[] {
+    const out = new Set<string>();
+    for (const ep of this.endpoints.values()) if (ep.containerId === containerId) out.add(ep.networkId);
+    if (out.size > 0) this.seeds.delete(containerId);
+    return out.size > 0 ? [...out] : (this.seeds.get(containerId) ?? []);
+  }
+
+  private async lookup(asker: Asker, name: string): Promise<string[]> {
+    const nets = asker.networks;
+    const match = (ep: EndpointRecord) =>
+      nets.includes(ep.networkId) &&
+      (ep.container.toLowerCase() === name || ep.aliases.some((a) => a.toLowerCase() === name));
+    const found = [...this.endpoints.values()].filter(match).map((ep) => ep.ip);
+    if (found.length > 0 || name.includes('.')) return unique(found);
+    // Not in the table: maybe its event has not arrived yet.
+    const fresh: string[] = [];
+    for (const net of nets) {
+      const { kvs } = await this.o.store.list(endpointsOf(net)).catch(() => ({ kvs: [] }));
+      for (const kv of kvs) {
+        const ep = JSON.parse(kv.value) as EndpointRecord;
+        if (match(ep)) fresh.push(ep.ip);
+      }
+    }
+    return unique(fresh);
+  }
+
+  private reverse(asker: Asker, ip: string): string[] {
+    const nets = asker.networks;
+    return unique(
+      [...this.endpoints.values()]
+        .filter((ep) => ep.ip === ip && nets.includes(ep.networkId))
+        .map((ep) => ep.container),
+    );
+  }
+
+  private onMessage(m: WatchMessage): void {
+    if (m.kind === 'resync') {
+      this.endpoints.clear();
+      for (const kv of m.kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
+      return;
+    }
+    for (const e of m.events) {
+      if (e.type === 'delete') this.endpoints.delete(e.kv.key);
+      else this.endpoints.set(e.kv.key, JSON.parse(e.kv.value) as EndpointRecord);
+    }
+  }
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)].sort();
+}
