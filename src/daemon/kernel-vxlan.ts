@@ -96,8 +96,9 @@ export class KernelVxlanPorts implements OverlayPorts {
   }
 
   async setRemotes(o: PortRef, remotes: RemoteEndpoint[]): Promise<void> {
-    this.remotes.set(o.network, remotes);
+    // Recorded once programmed, so `peers()` and `fdb()` never show a table still being applied.
     if (netnsExists(o.sandbox)) await this.program(o, remotes);
+    this.remotes.set(o.network, remotes);
   }
 
   /**

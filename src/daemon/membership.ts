@@ -34,7 +34,11 @@ export interface MembershipOptions {
   hostId: string;
   /** This host's tunnel endpoint, published in its records. */
   advertise?: string;
-  /** Lease TTL in seconds (keep-alives every TTL/3). */
+  /**
+   * Seconds within which other hosts drop this host's endpoints once it stops renewing
+   * (`--host-ttl`). The lease gets one second less: etcd checks expiry every 500 ms and the delete
+   * still has to reach the other hosts' datapaths. Keep-alives every lease TTL / 3.
+   */
   ttlSeconds: number;
   log: Logger;
 }
@@ -77,6 +81,10 @@ export class Membership {
     return this.current;
   }
 
+  get leaseTtl(): number {
+    return Math.max(1, this.o.ttlSeconds - 1);
+  }
+
   get leaseId(): number | undefined {
     return this.lease?.id;
   }
@@ -95,7 +103,7 @@ export class Membership {
     });
     this.schedule();
     await this.idle();
-    this.timer = setInterval(() => void this.beat(), Math.max(200, (this.o.ttlSeconds * 1000) / 3));
+    this.timer = setInterval(() => void this.beat(), (this.leaseTtl * 1000) / 3);
     this.timer.unref();
   }
 
@@ -118,7 +126,7 @@ export class Membership {
   }
 
   private async grant(): Promise<void> {
-    const lease = await this.o.store.grantLease({ ttlSeconds: this.o.ttlSeconds });
+    const lease = await this.o.store.grantLease({ ttlSeconds: this.leaseTtl });
     const rec: MemberRecord = { host: this.o.hostId, ttl: lease.ttl, since: new Date().toISOString() };
     if (this.o.advertise !== undefined) rec.vtep = this.o.advertise;
     await this.o.store.put(memberKey(this.o.hostId), JSON.stringify(rec), { lease: lease.id });
