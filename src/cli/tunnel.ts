@@ -131,7 +131,7 @@ function options(p: Parsed) {
     port: int(p, 'port', 1, 65535) ?? 4789,
     learning: p.flags.learning === true,
     underlay: underlay as 'udp' | 'raw',
-    offload: p.flags.offload === true,
+    offload: p.flags.offload !== false,
     ...(mtu !== undefined ? { mtu } : {}),
     neigh: pairs(p, 'neigh').map(([ip, mac]) => ({ ip, mac })),
     fdb: pairs(p, 'fdb').map(([mac, remote]) => ({ mac, remote })),

@@ -172,7 +172,7 @@ export class VtepEngine extends EventEmitter {
     if (underlay === 'raw' && (!isIPv4(local) || local === '0.0.0.0')) {
       throw new VxError('ERR_RAW_UNDERLAY_V4', 'the raw underlay needs options.local, an IPv4 address');
     }
-    const offload = o.offload ?? false;
+    const offload = o.offload ?? true;
     const wasm = core();
     let rawOuter: number | undefined;
     if (underlay === 'raw') {
@@ -219,7 +219,15 @@ export class VtepEngine extends EventEmitter {
               flood: new PacketBatch({ capacity: 16, frameCapacity: 9216 }).handle(),
             }
           : {}),
-        ...(offload ? { offload: offloadRegions(wasm, { outCapacity: outCap, groCapacity: decCap }) } : {}),
+        ...(offload
+          ? {
+              offload: offloadRegions(wasm, {
+                outCapacity: outCap,
+                groCapacity: decCap,
+                splitCapacity: 1024,
+              }),
+            }
+          : {}),
       };
       void SEND_BATCH;
       const engine = new VtepEngine({ local, port, underlay, offload }, dp, udp, raw, ioStats, undefined);

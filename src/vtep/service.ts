@@ -16,6 +16,7 @@ import {
   DESC_ADDR,
   DESC_ARG,
   DESC_AUX,
+  DESC_AUX2,
   DESC_LEN,
   DESC_PTR,
   DESC_SIZE,
@@ -118,7 +119,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
   const uses = new Map<number, PeerUse>();
   const fdbOwner = new Map<string, number>();
   const io = { tapRxFrames: 0, tapRxBytes: 0, tapTxFrames: 0, tapTxErrors: 0 };
-  const off = data.offload ? new Offload(data.offload, wasm, view) : undefined;
+  const off = data.offload ? new Offload(data.offload, wasm, view, raw !== undefined) : undefined;
   let nout = 0;
 
   // ---- Sending ---------------------------------------------------------------------------------
@@ -130,13 +131,18 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     nout = 0;
   }
 
-  function queue(u32: Uint32Array, ptr: number, len: number, addr: number, seg: number): void {
-    if (nout === data.out.capacity) flush();
+  /** Queues the packet of descriptor word index `d` (with its separate payload, if any) to `addr`. */
+  function queue(u32: Uint32Array, d: number, addr: number): void {
+    if (nout === data.out.capacity) {
+      flush();
+      u32 = view.u32();
+    }
     const o = (data.out.descs + nout * DESC_SIZE) >>> 2;
-    u32[o + (DESC_PTR >> 2)] = ptr;
-    u32[o + (DESC_LEN >> 2)] = len;
+    u32[o + (DESC_PTR >> 2)] = u32[d + (DESC_PTR >> 2)]!;
+    u32[o + (DESC_LEN >> 2)] = u32[d + (DESC_LEN >> 2)]!;
     u32[o + (DESC_ADDR >> 2)] = addr;
-    u32[o + (DESC_AUX >> 2)] = seg;
+    u32[o + (DESC_AUX >> 2)] = off ? u32[d + (DESC_AUX >> 2)]! : 0;
+    u32[o + (DESC_AUX2 >> 2)] = off ? u32[d + (DESC_AUX2 >> 2)]! : 0;
     nout++;
   }
 
@@ -147,32 +153,37 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     let u32 = view.u32();
     const ptr = u32[d + (DESC_PTR >> 2)]!;
     const len = u32[d + (DESC_LEN >> 2)]!;
+    // A segment's payload is apart from its headers (DESC_AUX bytes at DESC_AUX2): copy both.
+    const plen = off ? u32[d + (DESC_AUX >> 2)]! : 0;
+    const pay = u32[d + (DESC_AUX2 >> 2)]!;
     const vni = u32[d + (DESC_VNI >> 2)]!;
     const cnt = u32[list >>> 2]!;
+    if (len > flood.frameCapacity) return;
+    flush(); // the flood slots are reused below
     for (let j = 0; j < cnt; j += flood.capacity) {
       const k = Math.min(flood.capacity, cnt - j);
       for (let i = 0; i < k; i++) {
         const peer = u32[(list >>> 2) + 1 + j + i]!;
         const f = flood.frame(i);
-        u8.copyWithin(f, ptr, ptr + len);
+        u8.copyWithin(f, ptr, ptr + len - plen);
+        if (plen > 0) u8.copyWithin(f + len - plen, pay, pay + plen);
         const o = (flood.descs + i * DESC_SIZE) >>> 2;
         u32[o + (DESC_PTR >> 2)] = f;
         u32[o + (DESC_LEN >> 2)] = len;
         u32[o + (DESC_VNI >> 2)] = vni;
         u32[o + (DESC_ADDR >> 2)] = peers0 + peer * PEER_SIZE;
+        u32[o + (DESC_AUX >> 2)] = 0;
+        u32[o + (DESC_AUX2 >> 2)] = 0;
       }
       outerBatch(flood.descs, k, data.rawOuter!);
       u32 = view.u32();
-      flush();
-      let m = 0;
       for (let i = 0; i < k; i++) {
         const o = (flood.descs + i * DESC_SIZE) >>> 2;
         if (u32[o + (DESC_LEN >> 2)] === 0) continue;
-        queue(u32, u32[o + (DESC_PTR >> 2)]!, u32[o + (DESC_LEN >> 2)]!, u32[o + (DESC_ADDR >> 2)]!, 0);
-        m++;
+        u32[o + (DESC_AUX >> 2)] = 0; // outer_v4_batch left the flow hash there
+        queue(u32, o, u32[o + (DESC_ADDR >> 2)]!);
       }
-      flush(); // the flood slots are reused by the next chunk
-      void m;
+      flush();
     }
   }
 
@@ -186,7 +197,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       const d = (descs + i * DESC_SIZE) >>> 2;
       const verdict = u32[d + (DESC_VERDICT >> 2)];
       if (verdict === VERDICT_SEND) {
-        queue(u32, u32[d]!, u32[d + (DESC_LEN >> 2)]!, u32[d + (DESC_ADDR >> 2)]!, u32[d + (DESC_AUX >> 2)]!);
+        queue(u32, d, u32[d + (DESC_ADDR >> 2)]!);
       } else if (verdict === VERDICT_FLOOD) {
         const list = u32[d + (DESC_ADDR >> 2)]!;
         if (raw) {
@@ -196,13 +207,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         const cnt = u32[list >>> 2]!;
         for (let j = 0; j < cnt; j++) {
           const peer = u32[(list >>> 2) + 1 + j]!;
-          queue(
-            u32,
-            u32[d]!,
-            u32[d + (DESC_LEN >> 2)]!,
-            peers0 + peer * PEER_SIZE,
-            u32[d + (DESC_AUX >> 2)]!,
-          );
+          queue(u32, d, peers0 + peer * PEER_SIZE);
         }
       } else if (verdict === VERDICT_REPLY) {
         if (off) off.prepareWrite(u32[d]!);
@@ -228,7 +233,10 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         moved += n;
         io.tapRxFrames += n;
         if (off) {
-          off.segmentBatch(fromTap.descs, n, (descs, k) => encapSend(p, descs, k));
+          off.segmentBatch(fromTap.descs, n, (descs, k) => {
+            encapSend(p, descs, k);
+            flush(); // the next chunk reuses the header slots
+          });
         } else encapSend(p, fromTap.descs, n);
         flush();
       }
