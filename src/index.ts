@@ -26,6 +26,19 @@ export {
 } from './crypto/gcm.js';
 export { GcmPool, type GcmPoolOptions } from './crypto/pool.js';
 export { isVxError, VxError, type VxErrorCode } from './errors.js';
+export type { Counters, IoCounters } from './vtep/counters.js';
+export {
+  type EngineEvent,
+  type EngineOptions,
+  type EngineStats,
+  type FdbView,
+  type PeerView,
+  type PortOptions,
+  type Remote,
+  type TapPort,
+  VtepEngine,
+} from './vtep/engine.js';
+export { Vtep, type VtepOptions, type VtepStats } from './vtep/vtep.js';
 export {
   Datapath,
   type DatapathCounters,
