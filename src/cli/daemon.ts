@@ -47,6 +47,11 @@ export const daemon: Command = {
       help: "Resolver for names that are not containers' (repeatable; default: /etc/resolv.conf)",
     },
     'vxlan-port': { type: 'string', arg: 'KIND', help: 'VXLAN port implementation (default "kernel")' },
+    'key-rotate-interval': {
+      type: 'string',
+      arg: 'SECONDS',
+      help: 'Rotate the cluster keys this often (default 43200 = 12 h; 0 = only `vxnet keys rotate`)',
+    },
     'log-level': { type: 'string', arg: 'LEVEL', help: 'trace|debug|info|warn|error (default info)' },
   },
   async run(p, ctx) {
@@ -84,6 +89,9 @@ export const daemon: Command = {
         'ERR_BAD_OPTION',
         `--host-ttl "${ttl}" must be a whole number of seconds from 1 to 3600`,
       );
+    const rot = p.flags['key-rotate-interval'] as string | undefined;
+    if (rot !== undefined && !/^[0-9]{1,7}$/.test(rot))
+      throw new VxError('ERR_BAD_OPTION', `--key-rotate-interval "${rot}" must be a whole number of seconds`);
     const { openStore } = await import('../store/open.js');
     const store =
       clusterStore === undefined
@@ -107,6 +115,7 @@ export const daemon: Command = {
       portKind: kind,
       logLevel: level,
       dnsUpstreams: p.flags.dns as string[] | undefined,
+      keyRotateMs: rot === undefined ? undefined : Number(rot) * 1000,
     });
     // A failed start must not leave the etcd client holding the process open.
     const d = await starting.catch(async (e: unknown) => {

@@ -34,10 +34,7 @@ const COMMANDS: Record<string, Entry> = {
   peers: { summary: 'List remote tunnel endpoints', load: async () => (await import('./diag.js')).peers },
   stats: { summary: 'Show datapath counters', load: async () => (await import('./diag.js')).stats },
   info: { summary: 'Show daemon information', load: async () => (await import('./diag.js')).info },
-  tunnel: {
-    summary: 'Run one VXLAN tunnel endpoint (TAP) in the foreground',
-    load: async () => (await import('./tunnel.js')).tunnel,
-  },
+  keys: { summary: 'Cluster keys of encrypted overlays', load: async () => (await import('./keys.js')).keys },
   tunnel: {
     summary: 'Run one VXLAN tunnel endpoint (TAP) in the foreground',
     load: async () => (await import('./tunnel.js')).tunnel,

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isVxError, VxError } from '../errors.js';
 import { packageVersion } from '../paths.js';
 import type { Engine, NetworkSpec } from './engine.js';
+import type { KeyManager } from './keys.js';
 import type { Membership } from './membership.js';
 import type { ContainerRecord, EndpointRecord, NetworkRecord } from './records.js';
 
@@ -35,6 +36,8 @@ export interface ApiInfo {
   membership?: Membership;
   hostTtl?: number;
   advertise?: string;
+  /** The cluster keys (GET /keys, POST /keys/rotate). */
+  keys?: KeyManager;
 }
 
 export function createApi(info: ApiInfo): (req: IncomingMessage, res: ServerResponse) => void {
@@ -140,6 +143,14 @@ function buildRoutes(info: ApiInfo): Route[] {
       json: { Version: packageVersion(), ApiVersion: '1.0', Os: 'linux' },
     })),
     r('GET', '/info', async () => ({ json: await infoJson(info) })),
+    r('GET', '/keys', async () => ({ json: await keyManager(info).status() })),
+    r('POST', '/keys/rotate', async ({ body }) => {
+      const t = body === undefined ? undefined : obj(body, 'body').TimeoutMs;
+      if (t !== undefined && (!Number.isInteger(t) || (t as number) < 1))
+        throw new VxError('ERR_BAD_REQUEST', 'TimeoutMs must be a positive integer');
+      const { id } = await keyManager(info).rotate({ timeoutMs: t as number | undefined });
+      return { json: { ...(await keyManager(info).status()), rotated: id } };
+    }),
     r('GET', '/networks', async () => {
       const nets = await e.listNetworks();
       return { json: await Promise.all(nets.map((n) => networkJson(e, n))) };
@@ -436,4 +447,9 @@ function parseContainerCreate(name: string | null, body: unknown) {
   const cmd = b.Cmd;
   if (!Array.isArray(cmd)) throw new VxError('ERR_BAD_COMMAND', 'Cmd must be a non-empty list of strings');
   return { name: str(name ?? undefined, 'the name query parameter'), network, cmd: cmd as string[], ...cfg };
+}
+
+function keyManager(info: ApiInfo): KeyManager {
+  if (!info.keys) throw new VxError('ERR_KEYS_NOT_READY', 'this daemon runs without cluster keys');
+  return info.keys;
 }

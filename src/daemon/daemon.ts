@@ -32,6 +32,7 @@ import type { Store } from '../store/store.js';
 import { createApi } from './api.js';
 import { Engine } from './engine.js';
 import { KernelVxlanPorts } from './kernel-vxlan.js';
+import { KeyManager } from './keys.js';
 import { DEFAULT_HOST_TTL, Membership } from './membership.js';
 import { Names } from './names.js';
 import { PeerTable } from './peers.js';
@@ -84,12 +85,15 @@ export interface DaemonOptions {
   hostNetns?: string;
   /** Resolvers for names that are not containers' (IPv4[:port]; default this host's resolv.conf). */
   dnsUpstreams?: string[];
+  /** Rotate the cluster keys when the primary is older than this, ms (default 12 h; 0 = only on demand). */
+  keyRotateMs?: number;
 }
 
 export interface RunningDaemon {
   engine: Engine;
   peers: PeerTable;
   membership: Membership;
+  keys: KeyManager;
   socket: string;
   reconciled: ReconcileReport;
   close(): Promise<void>;
@@ -210,6 +214,15 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   engine.beforeRemove = (ct) => names.detach(ct);
   const membership = new Membership({ store, hostId, advertise, ttlSeconds: hostTtl, log });
   await membership.start();
+  const keys = new KeyManager({
+    store,
+    hostId,
+    log,
+    rotateEveryMs: o.keyRotateMs,
+    keyFile: join(stateDir, 'keys.json'),
+    apply: (k) => ports.applyKeys?.(k),
+  });
+  await keys.start();
   const peers = new PeerTable({
     store,
     ports,
@@ -231,6 +244,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     membership,
     hostTtl,
     advertise,
+    keys,
   });
   const server = createServer(api);
   await new Promise<void>((resolve, reject) => {
@@ -248,10 +262,10 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   log.info({ socket, reconciled }, 'listening');
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown({ server, poll, engine, peers, membership, names, ports, store, socket, log });
+    closing ??= shutdown({ server, poll, engine, peers, membership, keys, names, ports, store, socket, log });
     return closing;
   };
-  return { engine, socket, reconciled, peers, membership, close };
+  return { engine, socket, reconciled, peers, membership, keys, close };
 }
 
 async function shutdown(x: {
@@ -260,6 +274,7 @@ async function shutdown(x: {
   engine: Engine;
   peers: PeerTable;
   membership: Membership;
+  keys: KeyManager;
   names: Names;
   ports: OverlayPorts;
   store: Store;
@@ -273,6 +288,7 @@ async function shutdown(x: {
   await x.engine.drain();
   await x.names.close();
   x.membership.close();
+  x.keys.close();
   x.peers.close();
   await x.peers.idle();
   x.server.closeAllConnections();

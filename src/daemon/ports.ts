@@ -8,6 +8,8 @@
 // shape, so the CLI shows the datapath's own view. Remote endpoints (issue 6) come through
 // `setRemotes`, one whole table per network, so one serialised applier can diff it.
 
+import type { AppliedKeys } from './keys.js';
+
 export interface PortSpec {
   /** The network's id (stable across renames and restarts). */
   network: string;
@@ -76,4 +78,9 @@ export interface OverlayPorts {
   sweep(keep: PortRef[]): Promise<void>;
   /** Releases what the implementation holds (fds, workers); ports in the kernel stay. */
   close(): Promise<void>;
+  /**
+   * The cluster keys changed (src/daemon/keys.ts): install every key for receiving, send with
+   * `primary`. Optional: implementations without encryption ignore it.
+   */
+  applyKeys?(keys: AppliedKeys): void | Promise<void>;
 }
