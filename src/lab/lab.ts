@@ -64,6 +64,8 @@ export interface LabOptions {
   daemonArgs?: string[];
   /** Told what is being done, one line at a time. */
   progress?: (line: string) => void;
+  /** Stops building between steps (Ctrl-C): what was made is removed, and labUp rejects. */
+  signal?: AbortSignal;
 }
 
 export interface LabHost {
@@ -116,8 +118,14 @@ export interface LabDownReport {
   processes: number[];
 }
 
+/** The lab's directory: given, else $VXNET_LAB_DIR (tests), else /run/vxnet/lab. */
 export function labDir(dir?: string): string {
   return dir ?? process.env.VXNET_LAB_DIR ?? DEFAULT_LAB_DIR;
+}
+
+/** The prefix of the lab's namespace names: given, else $VXNET_LAB_PREFIX (tests), else none. */
+export function labPrefix(prefix?: string): string {
+  return prefix ?? process.env.VXNET_LAB_PREFIX ?? '';
 }
 
 /** The lab's state, or undefined when no lab is recorded in `dir`. */
@@ -150,7 +158,7 @@ export function planLab(o: LabOptions = {}): LabState {
       'ERR_BAD_OPTION',
       `--hosts must be an integer from 1 to ${MAX_LAB_HOSTS}, got ${String(o.hosts)}`,
     );
-  const prefix = o.prefix ?? '';
+  const prefix = labPrefix(o.prefix);
   if (!/^[a-z0-9]{0,8}$/.test(prefix))
     throw new VxError('ERR_BAD_OPTION', `lab prefix "${prefix}" must be 0-8 of [a-z0-9]`);
   const subnet = o.subnet ?? DEFAULT_LAB_SUBNET;
@@ -207,8 +215,13 @@ export async function labUp(o: LabOptions = {}): Promise<Lab> {
     if ((await listNetns()).includes(name))
       throw new VxError('ERR_LAB_EXISTS', `namespace "${name}" already exists (a lab made elsewhere?)`);
   writeState(s);
+  const step = () => {
+    if (o.signal?.aborted) throw new VxError('ERR_INTERRUPTED', 'lab up was interrupted');
+  };
   try {
+    step();
     await buildUnderlay(s, say);
+    step();
     say(`starting etcd in namespace ${s.etcd.ns} at ${s.etcd.ip}:${ETCD_CLIENT_PORT}`);
     mkdirSync(s.etcd.dataDir, { recursive: true, mode: 0o700 });
     const etcd = await startEtcd({
@@ -222,8 +235,10 @@ export async function labUp(o: LabOptions = {}): Promise<Lab> {
     s.etcd.pid = etcd.pid;
     s.etcd.pidStart = startTime(etcd.pid);
     writeState(s);
+    step();
     say(`starting ${s.hosts.length} vxnet daemons (${s.hosts.map((h) => `${h.name} ${h.ip}`).join(', ')})`);
     await Promise.all(s.hosts.map((h) => startHostDaemon(s, h, o.daemonArgs ?? [])));
+    step();
     s.status = 'up';
     writeState(s);
   } catch (e) {
