@@ -6,19 +6,22 @@
 // etcd restart (forwarding goes on, the API says the store is unavailable, writes resume).
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import type { Client } from '../src/cli/client.js';
 import type { PeerInfo } from '../src/daemon/ports.js';
 import { isVxError } from '../src/errors.js';
-import { type EtcdServer, startEtcd } from '../src/lab/etcd.js';
+import { listNetns } from '../src/kernel/netns.js';
+import { type EtcdServer, etcdctl, startEtcd } from '../src/lab/etcd.js';
 import { cliEntry, type Lab, type LabHost, labDown, labUp } from '../src/lab/lab.js';
 import { pings, root } from './daemon-host.js';
 
+const execFileP = promisify(execFile);
 const skip = root ? false : 'needs root (network namespaces)';
 const TTL = 3;
 
@@ -89,6 +92,26 @@ function restartDaemon(lab: Lab, h: LabHost): ChildProcess {
   }
 }
 
+/** MACs in the VXLAN FDBs of every network sandbox of a host, read from the kernel. */
+async function kernelFdbMacs(hostId: string): Promise<Set<string>> {
+  const macs = new Set<string>();
+  for (const ns of (await listNetns()).filter((n) => n.startsWith(`vxsb-${hostId}-`))) {
+    const { stdout } = await execFileP('ip', [
+      'netns',
+      'exec',
+      ns,
+      'bridge',
+      '-j',
+      'fdb',
+      'show',
+      'dev',
+      'vxlan0',
+    ]);
+    for (const e of JSON.parse(stdout) as { mac: string; dst?: string }[]) if (e.dst) macs.add(e.mac);
+  }
+  return macs;
+}
+
 const vteps = async (c: Client) => (await c.call<PeerInfo[]>('GET', '/peers')).map((p) => p.vtep).sort();
 
 test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
@@ -106,7 +129,7 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
   const hosts = lab.state.hosts;
   const [c1, c2, c3] = hosts.map((h) => lab.client(h.name)) as [Client, Client, Client];
   const clients = [c1, c2, c3];
-  const cts = new Map<string, { netns: string; ip: string; host: number; net: string }>();
+  const cts = new Map<string, { netns: string; ip: string; mac: string; host: number; net: string }>();
   const run = async (host: number, name: string, net: string) => {
     const c = clients[host]!;
     await c.call('POST', `/containers/create?name=${name}`, {
@@ -115,7 +138,8 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
     });
     await c.call('POST', `/containers/${name}/start`);
     const ct = await c.call<Ct>('GET', `/containers/${name}/json`);
-    cts.set(name, { netns: ct.Netns, ip: ct.NetworkSettings.Networks[net]!.IPAddress, host, net });
+    const ep = ct.NetworkSettings.Networks[net]!;
+    cts.set(name, { netns: ct.Netns, ip: ep.IPAddress, mac: ep.MacAddress, host, net });
   };
 
   await t.test('ping matrix: 6 containers on 2 networks over 3 hosts, the networks isolated', async () => {
@@ -264,6 +288,72 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
   );
 
   await t.test(
+    'a host cut off from etcd keeps its entries, then resyncs with no stale one and rejoins',
+    async () => {
+      const h1 = hosts[0]!;
+      const fdbMacs = async (c: Client) =>
+        new Set((await c.call<{ mac: string }[]>('GET', '/fdb')).map((e) => e.mac));
+      const b2 = cts.get('b2')!;
+      assert.ok((await fdbMacs(c1)).has(b2.mac));
+      // A partition: host 1's packets to etcd are dropped (the TCP connections hang, no error).
+      await execFileP('ip', ['-n', h1.ns, 'route', 'add', 'blackhole', `${lab.state.etcd.ip}/32`]);
+      const cut = Date.now();
+      let healed = false;
+      const heal = async () => {
+        if (!healed)
+          await execFileP('ip', ['-n', h1.ns, 'route', 'del', 'blackhole', `${lab.state.etcd.ip}/32`]);
+        healed = true;
+      };
+      extra.push({ kill: () => void heal().catch(() => undefined) });
+      // Host 1 misses these: b2 goes, a5 comes.
+      await c2.call('DELETE', '/containers/b2?force=1');
+      cts.delete('b2');
+      await run(1, 'a5', 'na');
+      // The others drop host 1 once its lease runs out; host 1 still forwards on what it had.
+      for (const c of [c2, c3])
+        await until('host 1 withdrawn', async () => !(await vteps(c)).includes(h1.ip), TTL * 1000 + 2000);
+      t.diagnostic(`host 1 withdrawn by the others ${Date.now() - cut} ms after the partition`);
+      // Host 1's API needs the store (ERR_STORE_UNAVAILABLE now): read its kernel FDBs instead.
+      const kept = await kernelFdbMacs(h1.hostId);
+      assert.ok(kept.has(a(3).mac) && kept.has(a(2).mac), 'host 1 keeps its remote entries');
+      assert.ok(kept.has(b2.mac), 'host 1 has not heard of b2 going');
+      // A compaction meanwhile: whatever host 1 watched from is gone, so it must take a snapshot.
+      const rev = JSON.parse(
+        await etcdctl(['endpoint', 'status', '-w', 'json'], {
+          endpoint: `http://${lab.state.etcd.ip}:2379`,
+          netns: lab.state.etcd.ns,
+        }),
+      )[0].Status.header.revision as number;
+      await etcdctl(['compact', String(rev)], {
+        endpoint: `http://${lab.state.etcd.ip}:2379`,
+        netns: lab.state.etcd.ns,
+      });
+      await heal();
+      const t1 = Date.now();
+      await until(
+        'host 1 to catch up: b2 gone, a5 there',
+        async () => {
+          const macs = await fdbMacs(c1);
+          return !macs.has(b2.mac) && macs.has(cts.get('a5')!.mac);
+        },
+        20000,
+      );
+      for (const c of [c2, c3])
+        await until(
+          'host 1 back in the peers of the others',
+          async () => (await vteps(c)).includes(h1.ip),
+          20000,
+        );
+      t.diagnostic(`caught up and rejoined ${Date.now() - t1} ms after the partition healed`);
+      await until(
+        'a1 <-> a5',
+        async () => (await pings(a(1).netns, cts.get('a5')!.ip)) && pings(cts.get('a5')!.netns, a(1).ip),
+      );
+      assert.equal((await c1.call<Info>('GET', '/info')).StoreStatus, 'available');
+    },
+  );
+
+  await t.test(
     'etcd down: traffic flows, the API says the store is unavailable; writes resume after',
     async () => {
       const e = lab.state.etcd;
@@ -284,7 +374,7 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
       await assert.rejects(c2.call('POST', '/networks/create', { Name: 'late' }), (err) =>
         isVxError(err, 'ERR_STORE_UNAVAILABLE'),
       );
-      assert.ok(await pings(cts.get('b2')!.netns, cts.get('b3')!.ip), 'b2 -> b3 while etcd is down');
+      assert.ok(await pings(cts.get('b1')!.netns, cts.get('b3')!.ip), 'b1 -> b3 while etcd is down');
       // Down for longer than the hosts' lease TTL: nothing is withdrawn meanwhile.
       while (Date.now() - killed < (TTL + 1) * 1000) await new Promise((r) => setTimeout(r, 100));
       for (const c of clients) assert.equal((await vteps(c)).length, 2);
