@@ -12,7 +12,15 @@ export {
   type EspSaInfo,
   type EspSaOptions,
   type EspSealOptions,
+  espOverhead,
 } from './crypto/esp.js';
+export {
+  type DerivedSa,
+  deriveSa,
+  type EspKeySet,
+  EspSaManager,
+  type EspSaManagerOptions,
+} from './crypto/esp-sas.js';
 export {
   GcmKey,
   type GcmMessage,

@@ -32,7 +32,7 @@ import {
   VERDICT_SEND,
   VXLAN_PORT,
 } from '../assembly/constants.js';
-import { Esp, type EspSaOptions } from '../src/crypto/esp.js';
+import { Esp, type EspSaOptions, espOverhead } from '../src/crypto/esp.js';
 import { isVxError } from '../src/errors.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { ipv4Checksum, ipv4Packet, udpPacket, writePcap } from '../src/lab/pcap.js';
@@ -365,6 +365,12 @@ test('node:crypto opens vxnet ESP and vxnet opens node:crypto ESP (every ICV len
     ivs.add(`${s.spi}:${p.subarray(8, 16).toString('hex')}`);
   });
   assert.equal(ivs.size, n, 'no IV repeats under a key');
+  // The overhead bound holds for every packet (for the overlay MTU).
+  sealed.forEach((p, i) => {
+    assert.ok(p.length - dgrams[i].length <= espOverhead({ icvLen: sas[which(i)].icv }));
+  });
+  assert.equal(espOverhead(), 29);
+  assert.equal(espOverhead({ icvLen: 16, udpEncap: true }), 45);
   // The reverse: OpenSSL seals, vxnet opens (one batch, keys interleaved).
   const theirs = dgrams.map((d, i) => {
     const s = sas[which(i)];

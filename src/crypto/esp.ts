@@ -30,6 +30,7 @@ import {
   ESP_CNT_SEALED_BYTES,
   ESP_F_BY_SA,
   ESP_F_PULL_UDP,
+  ESP_PUSH,
   ESP_SA_F_OUT,
   ESP_SA_F_USED,
   ESP_SA_SIZE,
@@ -146,6 +147,15 @@ interface KeyEntry {
 }
 
 const NONE = 0xffffffff;
+
+/**
+ * The most bytes ESP adds to a UDP datagram: header + IV (16), padding (up to 3), pad length and
+ * next header (2), ICV; plus a UDP header (8) for RFC 3948 encapsulation. For the overlay MTU:
+ * underlay MTU - VXLAN_MTU_OVERHEAD - espOverhead(...) (proto 50, ICV 8: 29).
+ */
+export function espOverhead(o: { icvLen?: GcmTagLength; udpEncap?: boolean } = {}): number {
+  return ESP_PUSH + 3 + 2 + (o.icvLen ?? 8) + (o.udpEncap ? 8 : 0);
+}
 
 export class Esp {
   readonly core: WasmCore;

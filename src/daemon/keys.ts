@@ -25,9 +25,12 @@
 //      sends with N; the previous primary stays installed for packets still in flight.
 // So a key is used for sending only after every live host can open it, and a host that is slow
 // or stuck holds the switch back (`status()` names it) rather than losing traffic.
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+
+export { type DerivedSa, deriveSa } from '../crypto/esp-sas.js';
+
 import { VxError } from '../errors.js';
 import type { Store, Watcher, WatchMessage } from '../store/store.js';
 import { MEMBERS } from './records.js';
@@ -365,25 +368,4 @@ export function parseRing(text: string): KeyRingRecord {
     throw new VxError('ERR_BAD_KEY_RING', `${KEY_RING} has no keys or no primary key`);
   }
   return r;
-}
-
-/** The ESP SA parameters for traffic from `src` to `dst` under cluster key `keyId`. */
-export interface DerivedSa {
-  spi: number;
-  key: Buffer;
-  salt: Buffer;
-}
-
-/**
- * Derives the SA of one direction between two tunnel endpoints from a cluster key (HKDF-SHA256):
- * both ends compute the same SPI, AES-128 key and salt, and every (key, source, destination) gets
- * its own, so no two senders ever share a GCM key and nonce space. SPIs are >= 256 (RFC 4303).
- */
-export function deriveSa(secret: Uint8Array, keyId: number, src: string, dst: string): DerivedSa {
-  const okm = Buffer.from(hkdfSync('sha256', secret, 'vxnet-esp-v1', `${keyId}|${src}|${dst}`, 24));
-  return {
-    key: okm.subarray(0, 16),
-    salt: okm.subarray(16, 20),
-    spi: 256 + (okm.readUInt32BE(20) % (0x100000000 - 256)),
-  };
 }
