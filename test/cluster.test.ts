@@ -406,3 +406,33 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
     },
   );
 });
+
+test('daemon cluster flags: bad values fail with ERR_BAD_OPTION before anything runs', {
+  skip,
+}, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vxnet-cflags-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const entry = cliEntry();
+  const daemon = (i: number, args: string[]) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const base = ['--state-dir', join(dir, String(i)), '--socket', join(dir, `${i}.sock`)];
+      const child = spawn(process.execPath, [...entry.args, 'daemon', ...base, ...args], { cwd: entry.cwd });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+  const cases: [string[], RegExp][] = [
+    [['--cluster-store', 'etcd://127.0.0.1:1'], /ERR_BAD_OPTION: --cluster-store needs --cluster-advertise/],
+    [['--host-ttl', '2s'], /ERR_BAD_OPTION: --host-ttl "2s" must be a whole number/],
+    [['--host-ttl', '0'], /ERR_BAD_OPTION: --host-ttl must be an integer number of seconds from 1 to 3600/],
+    [['--cluster-advertise', 'nosuchif0'], /ERR_BAD_OPTION: --cluster-advertise "nosuchif0": no interface/],
+    [['--cluster-advertise', '10.0.0.300'], /ERR_BAD_IP/],
+  ];
+  const results = await Promise.all(cases.map(([args], i) => daemon(i, args)));
+  for (const [i, r] of results.entries()) {
+    assert.equal(r.code, 1, cases[i]![0].join(' '));
+    assert.match(r.stderr, cases[i]![1]);
+  }
+});
