@@ -124,22 +124,20 @@ test('names across hosts: a container on host2 resolves web on host1, aliases, s
   t.after(() => upstream.kill('SIGKILL'));
   await new Promise((r) => upstream.stdout!.once('data', r));
 
-  for (const h of hosts) {
-    daemons.push(
-      await startDaemon({
-        stateDir: h.dir,
-        socket: join(h.dir, 'vxnet.sock'),
-        hostId: h.id,
-        store: shared(store),
-        storeKind: 'memory',
-        hostNetns: h.ns,
-        advertise: h.ip,
-        ports: new KernelVxlanPorts({ hostNetns: h.ns, local: h.ip }),
-        log: pino({ level: process.env.VXNET_TEST_LOG ?? 'silent' }),
-        dnsUpstreams: ['192.168.214.2'],
-      }),
-    );
-  }
+  const start = (h: (typeof hosts)[0]) =>
+    startDaemon({
+      stateDir: h.dir,
+      socket: join(h.dir, 'vxnet.sock'),
+      hostId: h.id,
+      store: shared(store),
+      storeKind: 'memory',
+      hostNetns: h.ns,
+      advertise: h.ip,
+      ports: new KernelVxlanPorts({ hostNetns: h.ns, local: h.ip }),
+      log: pino({ level: process.env.VXNET_TEST_LOG ?? 'silent' }),
+      dnsUpstreams: ['192.168.214.2'],
+    });
+  for (const h of hosts) daemons.push(await start(h));
   const [c1, c2] = hosts.map((h) => new Client(join(h.dir, 'vxnet.sock'))) as [Client, Client];
   await c1.call('POST', '/networks/create', {
     Name: 'front',
@@ -195,6 +193,11 @@ test('names across hosts: a container on host2 resolves web on host1, aliases, s
     await c2.call<string>('GET', '/containers/probe/logs'),
     new RegExp(`^${webIp.replaceAll('.', '\\.')}\\s`, 'm'),
   );
+
+  // host2's daemon restarts: its running containers get their resolver back.
+  await daemons[1]!.close();
+  daemons[1] = await start(h2);
+  assert.deepEqual(await getent(client.Netns, 'web'), { code: 0, ips: [webIp] }, 'after a daemon restart');
 
   // connect: client joins back and now sees db; web goes and stops resolving.
   await c2.call('POST', '/networks/back/connect', { Container: 'client' });

@@ -3,7 +3,7 @@
 // directory, so it runs next to other tests (and a user's `vxnet lab`).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,22 @@ async function leftovers(s: LabState): Promise<string[]> {
       names.includes(n) ||
       s.hosts.some((h) => n.startsWith(`vxct-${h.hostId}-`) || n.startsWith(`vxsb-${h.hostId}-`)),
   );
+}
+
+const MAIN = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+
+function cli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', MAIN, ...args],
+      { env: { ...process.env, ...env }, timeout: 30000 },
+      (e, stdout, stderr) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
 }
 
 function alive(pid?: number, start?: number): boolean {
@@ -69,6 +85,21 @@ test('lab: 2 hosts on one etcd share networks, a second up is refused, down leav
   });
   await lab.client('host1').call('POST', '/containers/c1/start');
   await assert.rejects(labUp({ hosts: 2, prefix, dir }), (e) => isVxError(e, 'ERR_LAB_EXISTS'));
+  // The CLI: --host NAME is that host's daemon; lab status; lab up again has its code.
+  const env = { VXNET_LAB_DIR: dir, VXNET_LAB_PREFIX: prefix };
+  const info = await cli(['--host', 'host2', 'info'], env);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout, new RegExp(`^ID: ${prefix}host2$`, 'm'));
+  const bad = await cli(['--host', 'host9', 'ps'], env);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /ERR_LAB_NOT_FOUND: the lab has no host "host9" \(it has host1, host2\)/);
+  const st = await cli(['lab', 'status'], env);
+  assert.equal(st.code, 0, st.stdout);
+  assert.match(st.stdout, new RegExp(`^host1 +${prefix}-host1 +192\\.168\\.99\\.11 +up +1 `, 'm'));
+  assert.match(st.stdout, /^etcd up at etcd:\/\/192\.168\.99\.2:2379/m);
+  const again = await cli(['lab', 'up'], env);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /ERR_LAB_EXISTS/);
   const report = await labDown({ dir });
   assert.equal(report.found, true);
   assert.ok(

@@ -17,8 +17,10 @@
 // - Unknown names with a dot go to the host's resolvers (its /etc/resolv.conf, or the daemon's
 //   `dnsUpstreams`), from the container's namespace, as Docker's resolver does.
 
+import { readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type Asker, createResolver, type DnsResolver } from '../dns/server.js';
+import { type Asker, createResolver, type DnsResolver, RESOLVER_IP } from '../dns/server.js';
 import { netnsExists } from '../kernel/netns.js';
 import type { Store, Watcher, WatchMessage } from '../store/store.js';
 import type { Engine } from './engine.js';
@@ -56,8 +58,21 @@ export class Names {
     this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {
       fromRevision: revision + 1,
     });
-    for (const ct of await this.o.engine.listContainers())
-      if (ct.state === 'created' || ct.state === 'running') await this.attach(ct);
+    const cts = await this.o.engine.listContainers();
+    for (const ct of cts) if (ct.state !== 'creating' && ct.state !== 'removing') await this.attach(ct);
+    this.sweep(new Set(cts.map((c) => c.netns)));
+  }
+
+  /** resolv.conf files of this host's containers that are gone (removed while the daemon was down). */
+  private sweep(known: Set<string>): void {
+    let dirs: string[] = [];
+    try {
+      dirs = readdirSync(ETC_NETNS);
+    } catch {
+      return;
+    }
+    for (const ns of dirs)
+      if (this.o.engine.plumbing.ownsNetns(ns) && !known.has(ns) && !netnsExists(ns)) removeResolvConf(ns);
   }
 
   /** Answers inside the container's namespace (idempotent); a failure is logged, not fatal. */
@@ -79,9 +94,11 @@ export class Names {
     }
   }
 
+  /** Stops answering there and removes its resolv.conf (also one left by a daemon killed earlier). */
   async detach(ct: ContainerRecord): Promise<void> {
     this.seeds.delete(ct.id);
     await this.resolver.detach(ct.netns);
+    if (!ct.external) removeResolvConf(ct.netns);
   }
 
   async close(): Promise<void> {
@@ -135,6 +152,19 @@ export class Names {
       if (e.type === 'delete') this.endpoints.delete(e.kv.key);
       else this.endpoints.set(e.kv.key, JSON.parse(e.kv.value) as EndpointRecord);
     }
+  }
+}
+
+const ETC_NETNS = '/etc/netns';
+
+/** Removes /etc/netns/NS/resolv.conf when it is the resolver's, and the directory when empty. */
+function removeResolvConf(ns: string): void {
+  const file = join(ETC_NETNS, ns, 'resolv.conf');
+  try {
+    if (readFileSync(file, 'utf8').includes(`nameserver ${RESOLVER_IP}`)) rmSync(file, { force: true });
+    rmdirSync(join(ETC_NETNS, ns));
+  } catch {
+    // Not there, not ours, or the directory holds other files.
   }
 }
 
