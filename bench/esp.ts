@@ -7,6 +7,8 @@
 //   already in WASM memory (ESP header, IV, padding, trailer, ICV, SPI lookup, replay window,
 //   padding check included). Open restores the datagram in place, so the next call only resets the
 //   64 descriptors (included in the time).
+// - `wasm-gcm-only`: the GCM core's sealBatch + openBatch on the same text lengths, tags and AAD,
+//   without ESP: the floor ESP builds on (the difference is ESP's own cost).
 // - `node-crypto` (baseline): per packet, the ESP header and trailer built in a Buffer, then
 //   createCipheriv + setAAD + update + final + getAuthTag, then createDecipheriv + setAAD +
 //   setAuthTag + update + final — the GCM work alone, with no SA lookup or replay window, the way a
@@ -24,7 +26,9 @@ import {
   VERDICT_LOCAL,
   VERDICT_SEND,
 } from '../assembly/constants.js';
+import { GcmBatch } from '../src/crypto/batch.js';
 import { Esp } from '../src/crypto/esp.js';
+import { GcmKey, openBatch, sealBatch } from '../src/crypto/gcm.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { median, note, record, report } from './lib.js';
 
@@ -55,6 +59,21 @@ function wasmRunner(size: number): () => void {
     esp.seal(batch.descs, BATCH);
     if (esp.open(batch.descs, BATCH) !== BATCH) throw new Error('ESP open failed in the bench');
     if (dv.getUint32(batch.desc(0) + DESC_VERDICT, true) !== VERDICT_LOCAL) throw new Error('not opened');
+  };
+}
+
+/** The GCM core alone on the same shapes (text = payload + trailer, 8-byte AAD, 8-byte tag): ESP's floor. */
+function gcmRunner(size: number): () => void {
+  const key = GcmKey.create(crypto.randomBytes(16));
+  const textLen = size + ((4 - ((size + 2) % 4)) % 4) + 2;
+  const b = new GcmBatch({ slots: BATCH, maxText: textLen, maxAad: 8 });
+  for (let i = 0; i < BATCH; i++) {
+    const nonce = crypto.randomBytes(12);
+    b.set(i, { nonce, text: crypto.randomBytes(textLen), aad: crypto.randomBytes(8), tagLength: ICV });
+  }
+  return () => {
+    sealBatch(key, b.descs, BATCH);
+    if (openBatch(key, b.descs, BATCH) !== 0) throw new Error('GCM open failed in the bench');
   };
 }
 
@@ -106,6 +125,7 @@ function timeRound(fn: () => void, bytes: number, cpu: number[]): number {
 for (const size of SIZES) {
   const impls = [
     { impl: 'wasm', fn: wasmRunner(size) },
+    { impl: 'wasm-gcm-only', fn: gcmRunner(size) },
     { impl: 'node-crypto', fn: nodeRunner(size) },
   ];
   const xs = impls.map(() => [] as number[]);
@@ -120,9 +140,9 @@ for (const size of SIZES) {
       }
     });
   }
-  const [cw, cn] = cpu.map((c) => median(c));
+  const [cw, cg, cn] = cpu.map((c) => median(c));
   note(
-    `esp-seal+open ${size} B per CPU-second: wasm ${cw!.toFixed(1)} MB/s, node-crypto ${cn!.toFixed(1)} MB/s, ratio ${(cw! / cn!).toFixed(2)}x`,
+    `esp-seal+open ${size} B per CPU-second: wasm ${cw!.toFixed(1)} MB/s (GCM alone ${cg!.toFixed(1)}), node-crypto ${cn!.toFixed(1)} MB/s, wasm/node ${(cw! / cn!).toFixed(2)}x`,
   );
   impls.forEach((m, i) => {
     record({ bench: 'esp-seal+open', case: `${size}`, impl: m.impl, value: median(xs[i]!), unit: 'MB/s' });
