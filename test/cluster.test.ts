@@ -313,10 +313,12 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
       for (const c of [c2, c3])
         await until('host 1 withdrawn', async () => !(await vteps(c)).includes(h1.ip), TTL * 1000 + 2000);
       t.diagnostic(`host 1 withdrawn by the others ${Date.now() - cut} ms after the partition`);
-      // Host 1's API needs the store (ERR_STORE_UNAVAILABLE now): read its kernel FDBs instead.
       const kept = await kernelFdbMacs(h1.hostId);
       assert.ok(kept.has(a(3).mac) && kept.has(a(2).mac), 'host 1 keeps its remote entries');
       assert.ok(kept.has(b2.mac), 'host 1 has not heard of b2 going');
+      // Its API says the store is away, and its datapath views still answer, from the kernel.
+      await assert.rejects(c1.call('GET', '/networks'), (err) => isVxError(err, 'ERR_STORE_UNAVAILABLE'));
+      assert.deepEqual(await fdbMacs(c1), kept);
       // A compaction meanwhile: whatever host 1 watched from is gone, so it must take a snapshot.
       const rev = JSON.parse(
         await etcdctl(['endpoint', 'status', '-w', 'json'], {

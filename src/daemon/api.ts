@@ -8,6 +8,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isVxError, VxError } from '../errors.js';
+import { netnsExists } from '../kernel/netns.js';
 import { packageVersion } from '../paths.js';
 import type { Engine, NetworkSpec } from './engine.js';
 import type { KeyManager } from './keys.js';
@@ -207,24 +208,39 @@ function buildRoutes(info: ApiInfo): Route[] {
       return { status: 204 };
     }),
     r('GET', '/fdb', async ({ query }) => {
-      const only = query.get('network');
-      const nets = only ? [await e.findNetwork(only)] : await localNetworks(e);
+      const nets = await localNetworks(info, query.get('network') ?? undefined);
       const rows = await Promise.all(nets.map((n) => e.ports.fdb(e.plumbing.portRef(n))));
       return { json: rows.flat() };
     }),
     r('GET', '/peers', async () => ({ json: await e.ports.peers() })),
     r('GET', '/stats', async () => {
-      const nets = await localNetworks(e);
+      const nets = await localNetworks(info);
       const ports = await Promise.all(nets.map((n) => e.ports.stats(e.plumbing.portRef(n))));
       return { json: ports.map((p, i) => ({ ...p, name: nets[i]!.name })) };
     }),
   ];
 }
 
-/** Networks with an endpoint on this host (those that have a sandbox and a port here). */
-async function localNetworks(e: Engine): Promise<NetworkRecord[]> {
-  const used = new Set((await e.listContainers()).flatMap((c) => Object.keys(c.endpoints)));
-  return (await e.listNetworks()).filter((n) => used.has(n.id));
+/**
+ * Networks with an endpoint on this host (those that have a sandbox and a port here), or the one
+ * asked for. While the store is away, from the networks last read and the sandboxes that exist:
+ * the datapath still forwards then, and its views must still answer.
+ */
+async function localNetworks(info: ApiInfo, only?: string): Promise<NetworkRecord[]> {
+  const e = info.engine;
+  try {
+    if (info.membership?.state.status === 'unavailable')
+      throw new VxError('ERR_STORE_UNAVAILABLE', 'the cluster store is unavailable');
+    if (only !== undefined) return [await e.findNetwork(only)];
+    const used = new Set((await e.listContainers()).flatMap((c) => Object.keys(c.endpoints)));
+    return (await e.listNetworks()).filter((n) => used.has(n.id));
+  } catch (err) {
+    if (!isVxError(err, 'ERR_STORE_UNAVAILABLE')) throw err;
+    info.membership?.noteFailure(err);
+    const known = e.knownNetworks.filter((n) => only === undefined || n.name === only || n.id === only);
+    if (only !== undefined && known.length === 0) throw err;
+    return known.filter((n) => netnsExists(e.plumbing.portRef(n).sandbox));
+  }
 }
 
 /** Answers also while the store is away: counts are then null and StoreStatus says why. */

@@ -117,6 +117,8 @@ export class Engine {
   readonly gwIpam: Ipam;
   readonly vnis: VniAllocator;
   readonly plumbing: Plumbing;
+  /** The networks as last read from the store: the datapath views use them while it is away. */
+  knownNetworks: NetworkRecord[] = [];
   /** Told when a sandbox is (re)built here, so it gets its remote endpoints (peers.ts). */
   onSandbox?: (networkId: string) => void;
   /** Told before a container's command starts, and before it is removed (names.ts: its DNS). */
@@ -167,9 +169,10 @@ export class Engine {
 
   async listNetworks(): Promise<NetworkRecord[]> {
     const { kvs } = await this.store.list(NETWORKS);
-    return kvs
+    this.knownNetworks = kvs
       .map((kv) => JSON.parse(kv.value) as NetworkRecord)
       .sort((a, b) => a.name.localeCompare(b.name));
+    return this.knownNetworks;
   }
 
   /** By name, full id, or unique id prefix (as docker). */
