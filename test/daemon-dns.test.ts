@@ -136,6 +136,7 @@ test('names across hosts: a container on host2 resolves web on host1, aliases, s
       ports: new KernelVxlanPorts({ hostNetns: h.ns, local: h.ip }),
       log: pino({ level: process.env.VXNET_TEST_LOG ?? 'silent' }),
       dnsUpstreams: ['192.168.214.2'],
+      hostTtl: 1,
     });
   for (const h of hosts) daemons.push(await start(h));
   const [c1, c2] = hosts.map((h) => new Client(join(h.dir, 'vxnet.sock'))) as [Client, Client];
@@ -202,6 +203,16 @@ test('names across hosts: a container on host2 resolves web on host1, aliases, s
   // connect: client joins back and now sees db; web goes and stops resolving.
   await c2.call('POST', '/networks/back/connect', { Container: 'client' });
   assert.deepEqual((await getent(client.Netns, 'db')).code, 0, 'db resolves once client is on back');
+  // host1's daemon stops renewing its membership: its containers stop resolving within the TTL,
+  // and resolve again once it is back.
+  await daemons[0]!.close();
+  const gone = Date.now();
+  while ((await getent(client.Netns, 'db')).code === 0) {
+    assert.ok(Date.now() - gone < 5000, "host1's names still resolve 5 s after its lease (1 s)");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  daemons[0] = await start(h1);
+  assert.equal((await getent(client.Netns, 'db')).code, 0, 'host1 is back');
   await c1.call('DELETE', '/containers/web?force=1');
   assert.equal((await getent(client.Netns, 'web')).code, 2, 'a removed container no longer resolves');
   await c2.call('DELETE', '/containers/probe?force=1');

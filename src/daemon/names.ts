@@ -12,6 +12,8 @@
 // - The table follows the store by events, and a resync (compaction, reconnect) replaces it
 //   whole. A name the table does not know yet (a container made on another host a moment ago,
 //   whose event is still in flight) is looked up in the store before the answer is NXDOMAIN.
+// - Only containers of live hosts resolve: a host whose membership lease lapsed (membership.ts:
+//   its daemon or the host died) has its peers withdrawn from every datapath, so its names go too.
 // - Namespaces made elsewhere (`attach`) keep their own resolver: vxnet does not take over a
 //   foreign namespace's /etc/resolv.conf or port 53.
 // - Unknown names with a dot go to the host's resolvers (its /etc/resolv.conf, or the daemon's
@@ -24,7 +26,7 @@ import { type Asker, createResolver, type DnsResolver, RESOLVER_IP } from '../dn
 import { netnsExists } from '../kernel/netns.js';
 import type { Store, Watcher, WatchMessage } from '../store/store.js';
 import type { Engine } from './engine.js';
-import { type ContainerRecord, ENDPOINTS, type EndpointRecord, endpointsOf } from './records.js';
+import { type ContainerRecord, ENDPOINTS, type EndpointRecord, endpointsOf, MEMBERS } from './records.js';
 
 export interface NamesOptions {
   engine: Engine;
@@ -39,8 +41,11 @@ export class Names {
   private readonly endpoints = new Map<string, EndpointRecord>();
   /** Networks of a container known from its record until the table has its endpoints. */
   private readonly seeds = new Map<string, string[]>();
+  /** Hosts with a live membership (their lease in the store); others' containers do not resolve. */
+  private readonly members = new Set<string>();
   private readonly resolver: DnsResolver;
   private watcher?: Watcher;
+  private memberWatcher?: Watcher;
 
   constructor(o: NamesOptions) {
     this.o = o;
@@ -57,6 +62,11 @@ export class Names {
     for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
     this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {
       fromRevision: revision + 1,
+    });
+    const live = await this.o.store.list(MEMBERS);
+    for (const kv of live.kvs) this.members.add(kv.key.slice(MEMBERS.length));
+    this.memberWatcher = await this.o.store.watch(MEMBERS, (m) => this.onMembers(m), {
+      fromRevision: live.revision + 1,
     });
     const cts = await this.o.engine.listContainers();
     for (const ct of cts) if (ct.state !== 'creating' && ct.state !== 'removing') await this.attach(ct);
@@ -103,6 +113,7 @@ export class Names {
 
   async close(): Promise<void> {
     this.watcher?.close();
+    this.memberWatcher?.close();
     await this.resolver.close();
   }
 
@@ -118,6 +129,7 @@ export class Names {
     const nets = asker.networks;
     const match = (ep: EndpointRecord) =>
       nets.includes(ep.networkId) &&
+      this.alive(ep.host) &&
       (ep.container.toLowerCase() === name || ep.aliases.some((a) => a.toLowerCase() === name));
     const found = [...this.endpoints.values()].filter(match).map((ep) => ep.ip);
     if (found.length > 0 || name.includes('.')) return unique(found);
@@ -137,9 +149,26 @@ export class Names {
     const nets = asker.networks;
     return unique(
       [...this.endpoints.values()]
-        .filter((ep) => ep.ip === ip && nets.includes(ep.networkId))
+        .filter((ep) => ep.ip === ip && nets.includes(ep.networkId) && this.alive(ep.host))
         .map((ep) => ep.container),
     );
+  }
+
+  private alive(host: string): boolean {
+    return host === this.o.engine.hostId || this.members.has(host);
+  }
+
+  private onMembers(m: WatchMessage): void {
+    if (m.kind === 'resync') {
+      this.members.clear();
+      for (const kv of m.kvs) this.members.add(kv.key.slice(MEMBERS.length));
+      return;
+    }
+    for (const e of m.events) {
+      const host = e.kv.key.slice(MEMBERS.length);
+      if (e.type === 'delete') this.members.delete(host);
+      else this.members.add(host);
+    }
   }
 
   private onMessage(m: WatchMessage): void {
