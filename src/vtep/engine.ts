@@ -212,6 +212,7 @@ export class VtepEngine extends EventEmitter {
         dec: { descs: wasm.alloc(decCap * DESC_SIZE), capacity: decCap },
         ioStats,
         tickMs: 100,
+        port,
         ...(raw
           ? {
               raw: raw.handle(),

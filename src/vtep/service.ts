@@ -59,6 +59,8 @@ export interface ServiceData {
   flood?: PacketBatchHandle;
   /** TSO segmentation / GRO coalescing regions (TAPs with vnet hdr); absent: plain frames. */
   offload?: OffloadHandle;
+  /** The data-path port: every received datagram's source port is read as this one (normalizeSources). */
+  port: number;
   /** IO_FIELDS f64s the thread publishes its counters to. */
   ioStats: number;
   /** Ticks (event drain, ageing, I/O counters) every this many ms. */
@@ -244,6 +246,23 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     },
   };
 
+  /**
+   * A VXLAN sender picks its UDP source port per flow (Linux's vxlan hashes the inner headers into
+   * 32768-60999; RFC 7348 section 5), so a peer is known by its address alone: each received
+   * datagram's source is given the data-path port before decap looks it up in the peer table, where
+   * configured peers sit at that port. Learned peers get it too, so replies go to the VXLAN port.
+   */
+  function normalizeSources(descs: number, m: number): void {
+    const u32 = view.u32();
+    const u8 = view.u8();
+    for (let i = 0; i < m; i++) {
+      const sa = u32[(descs + i * DESC_SIZE + DESC_ADDR) >>> 2]!;
+      if (sa === 0) continue;
+      u8[sa + 2] = data.port >>> 8;
+      u8[sa + 3] = data.port & 0xff;
+    }
+  }
+
   const udpPump: Pump = {
     fd: udp.fd,
     pump() {
@@ -255,6 +274,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         m = expandGro(view, fromUdp.descs, n, data.dec.descs, data.dec.capacity);
         descs = data.dec.descs;
       }
+      normalizeSources(descs, m);
       dp.decap({ descs }, m, nowSeconds());
       if (off) off.deliver(descs, m, (port) => byIndex[port]?.tap, io);
       else {
