@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import type { Client } from '../src/cli/client.js';
 import type { PeerInfo } from '../src/daemon/ports.js';
 import { isVxError } from '../src/errors.js';
-import { listNetns } from '../src/kernel/netns.js';
+import { deleteNetns, listNetns } from '../src/kernel/netns.js';
 import { type EtcdServer, etcdctl, startEtcd } from '../src/lab/etcd.js';
 import { cliEntry, type Lab, type LabHost, labDown, labUp } from '../src/lab/lab.js';
 import { pings, root } from './daemon-host.js';
@@ -405,6 +405,22 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
       await run(1, 'a4', 'na');
       await until('a1 to reach the new a4 on host 2', () => pings(a(1).netns, cts.get('a4')!.ip));
       assert.ok(await pings(a(3).netns, cts.get('a4')!.ip));
+    },
+  );
+
+  await t.test(
+    `a host's namespace deleted: the others withdraw its peers within the TTL (${TTL} s)`,
+    async () => {
+      const h3 = hosts[2]!;
+      for (const c of [c1, c2]) assert.ok((await vteps(c)).includes(h3.ip));
+      await deleteNetns(h3.ns, { killProcesses: true });
+      const t0 = Date.now();
+      for (const c of [c1, c2])
+        await until('host 3 withdrawn', async () => !(await vteps(c)).includes(h3.ip), 10000);
+      const ms = Date.now() - t0;
+      t.diagnostic(`host 3's namespace deleted: withdrawn everywhere after ${ms} ms`);
+      assert.ok(ms <= TTL * 1000, `withdrawn after ${ms} ms`);
+      assert.ok(await pings(a(1).netns, cts.get('a4')!.ip), 'hosts 1 and 2 go on');
     },
   );
 });
