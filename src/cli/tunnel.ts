@@ -55,6 +55,11 @@ export const tunnel: Command = {
     },
     mtu: { type: 'string', arg: 'N', help: 'TAP MTU (default: underlay MTU - 50)' },
     offload: { type: 'bool', help: 'TAP TSO + UDP GSO/GRO (default on; --offload=false for plain frames)' },
+    realtime: {
+      type: 'string',
+      arg: 'PRIO',
+      help: 'Run the I/O thread in SCHED_RR at PRIO 1..99 (lower tail latency on a busy host)',
+    },
     neigh: { type: 'list', arg: 'IP=MAC', help: 'Static neighbour for the ARP proxy (repeatable)' },
     fdb: { type: 'list', arg: 'MAC=REMOTE', help: 'Static FDB entry: MAC is behind REMOTE (repeatable)' },
   },
@@ -123,7 +128,9 @@ function options(p: Parsed) {
     throw new VxError('ERR_BAD_OPTION', `--underlay must be "udp" or "raw", got "${underlay}"`);
   }
   const mtu = int(p, 'mtu', 68, 65521);
+  const realtime = int(p, 'realtime', 1, 99);
   return {
+    ...(realtime !== undefined ? { realtime } : {}),
     name: (p.flags.name as string | undefined) ?? 'vx0',
     vni,
     local,

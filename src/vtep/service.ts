@@ -40,6 +40,7 @@ import { Datapath, type DatapathEvent, type DatapathHandle, nowSeconds } from '.
 import { instantiate } from '../wasm/module.js';
 import { IO_FIELDS, type IoCounters } from './counters.js';
 import { Offload, type OffloadHandle } from './offload.js';
+import { setRealtime } from './sched.js';
 
 /** Regions the main thread allocated for one engine (structured-cloneable). */
 export interface ServiceData {
@@ -65,6 +66,8 @@ export interface ServiceData {
   ioStats: number;
   /** Ticks (event drain, ageing, I/O counters) every this many ms. */
   tickMs: number;
+  /** SCHED_RR priority for the I/O thread (0: leave it in the normal class). */
+  realtime: number;
 }
 
 export interface RemoteRef {
@@ -102,6 +105,7 @@ interface PeerUse {
 /** Builds the I/O thread's service (serveIo factory; src/vtep/worker.ts). */
 export function vtepService(data: ServiceData, ctx: IoContext): IoService {
   const { memory } = ctx;
+  if (data.realtime > 0) setRealtime(data.realtime);
   const wasm = instantiate(memory);
   const dp = Datapath.attach(data.dp, wasm);
   const view = new MemView(memory);
