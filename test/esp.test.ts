@@ -603,11 +603,17 @@ test('SAs: rotation with several live keys, peer binding, sequence exhaustion, I
   code(() => rig.esp.addSa({ spi: 0x9006, ...keys(), icvLen: 4 as 8, dir: 'in' }), 'ERR_BAD_TAG_LENGTH');
   code(() => rig.esp.bindPeer(99, s2), 'ERR_INVALID_PEER');
   code(() => rig.esp.bindPeer(0, inNext), 'ERR_SA_NOT_FOUND');
-  const small = new Esp({ maxSas: 2, maxPeers: 1 });
+  const small = new Esp({ maxSas: 2, maxPeers: 1, maxKeys: 4 });
   small.addSa({ spi: 0x100, ...keys(), dir: 'in' });
   small.addSa({ spi: 0x101, ...keys(), dir: 'in' });
   code(() => small.addSa({ spi: 0x102, ...keys(), dir: 'in' }), 'ERR_SA_TABLE_FULL');
   code(() => new Esp({ maxSas: 0 }), 'ERR_INVALID_ARG');
+  // One key slot: a second SA with the same key shares it, a different key does not fit.
+  const oneKey = new Esp({ maxSas: 4, maxPeers: 1, maxKeys: 1 });
+  const kk = keys();
+  oneKey.addSa({ spi: 0x200, ...kk, dir: 'in' });
+  oneKey.addSa({ spi: 0x200, ...kk, dir: 'out' });
+  code(() => oneKey.addSa({ spi: 0x201, ...keys(), dir: 'in' }), 'ERR_KEY_TABLE_FULL');
 });
 
 test('replay window against a slow reference: 4000 random sequence numbers (duplicates, reordering, jumps) in random batches', () => {
@@ -638,7 +644,10 @@ test('replay window against a slow reference: 4000 random sequence numbers (dupl
       seqs.push(Math.max(0, base - W + Math.floor(Math.random() * 6) - 3)); // around the left edge
     else if (r < 0.95)
       seqs.push(seqs[Math.floor(Math.random() * seqs.length)] ?? 1); // any old one
-    else seqs.push((base += Math.floor(Math.random() * 3 * W))); // a jump
+    else {
+      base += Math.floor(Math.random() * 3 * W); // a jump
+      seqs.push(base);
+    }
   }
   const pkts = seqs.map((s, i) =>
     nodeSealEsp({ spi, seq: s, iv: BigInt(i + 1), key: k.key, salt: k.salt, icv: 8 }, body),
@@ -658,4 +667,52 @@ test('replay window against a slow reference: 4000 random sequence numbers (dupl
   }
   assert.ok(accepted > 2000 && accepted < 4000, `a mix of accepted (${accepted}) and replayed`);
   assert.equal(rig.esp.counters().drops[DROP_REPLAY], 4000 - accepted);
+});
+
+test('Esp.attach: a worker on the shared memory drives the context (adds SAs, seals) without allocating', async () => {
+  const owner = new Esp({ maxSas: 4, maxPeers: 2 });
+  const opener = new Rig();
+  const k = { spi: 0xb00b, ...keys() };
+  opener.esp.addSa({ ...k, icvLen: 16, dir: 'in' });
+  const batch = new PacketBatch({ capacity: 8 });
+  const dgrams = Array.from({ length: 8 }, (_, i) => vxlanDatagram(i));
+  const c = owner.core;
+  dgrams.forEach((p, i) => {
+    c.u8().set(p, batch.frame(i));
+    const dv = c.dv();
+    dv.setUint32(batch.desc(i) + DESC_PTR, batch.frame(i), true);
+    dv.setUint32(batch.desc(i) + DESC_LEN, p.length, true);
+    dv.setUint32(batch.desc(i) + DESC_VERDICT, VERDICT_SEND, true);
+    dv.setUint32(batch.desc(i) + DESC_ARG, 0, true);
+  });
+  const probe = c.alloc(64);
+  const { Worker } = await import('node:worker_threads');
+  const api = import.meta.resolve('tsx/esm/api');
+  const file = new URL('./fixtures/esp-worker.ts', import.meta.url).href;
+  const w = new Worker(
+    `import(${JSON.stringify(api)}).then(({ register }) => { register(); return import(${JSON.stringify(file)}); })`,
+    {
+      eval: true,
+      workerData: { memory: c.memory, handle: owner.handle(), descs: batch.descs, n: 8, sa: k },
+    },
+  );
+  const msg = await new Promise<{ sealed: number; counters: { sealed: number } }>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  await w.terminate();
+  assert.equal(msg.sealed, 8);
+  assert.equal(msg.counters.sealed, 8);
+  assert.equal(owner.counters().sealed, 8, 'the counters are in the shared context');
+  assert.equal(c.alloc(64), probe + 128, 'the worker allocated nothing (the next region follows the probe)');
+  const sealed = Array.from({ length: 8 }, (_, i) => {
+    const dv = c.dv();
+    const p = dv.getUint32(batch.desc(i) + DESC_PTR, true);
+    return Buffer.from(c.u8().slice(p, p + dv.getUint32(batch.desc(i) + DESC_LEN, true)));
+  });
+  const opened = opener.open(sealed);
+  opened.forEach((r, i) => {
+    assert.equal(r.verdict, VERDICT_LOCAL);
+    assert.deepEqual(r.out, dgrams[i]);
+  });
 });

@@ -2,15 +2,17 @@
 // assembly/esp.ts.
 //
 // Owns one ESP context in linear memory (SA table, peer -> outbound SA map, replay windows,
-// counters) and the GCM keys its SAs use. SAs that carry the same key and salt share one GCM key
-// context and one 64-bit IV counter, so a nonce (salt || IV) is never used twice under a key, even
-// across SAs; the counter survives the SA's removal (a re-added key resumes it). Keys are never
-// kept in JS: GcmKey expands them into WASM memory and zeroes the raw copy; a retired key's context
-// is wiped.
+// counters) and a pool of GCM key contexts for its SAs, all allocated by the constructor: adding
+// an SA allocates nothing, so the context can be driven from a worker (Esp.attach), which must
+// never allocate. SAs that carry the same key and salt share one key slot (GCM context + 64-bit IV
+// counter), so a nonce (salt || IV) is never used twice under a key, even across SAs; the
+// counter's value survives the SA's removal (a re-added key resumes it). Keys are never kept in
+// JS: gcm_init expands them in WASM memory and zeroes the raw copy; a slot no SA uses is wiped.
 //
 // `seal`/`open` are one call into WASM per batch over DESC_* descriptors (src/io/batch.ts
 // PacketBatch): verdicts and drop reasons per packet, counted per reason. The context is
-// single-writer: the thread that runs its batches is the one that adds/removes SAs between them.
+// single-writer: ONE Esp object (the creator, or the one that attached) runs its batches and
+// adds/removes SAs between them.
 import { createHash } from 'node:crypto';
 import {
   DESC_SIZE,
@@ -41,6 +43,9 @@ import {
   ESPX_SAS,
   ESPX_SIZE,
   ESPX_STAGE,
+  GCM_CTX_KEY,
+  GCM_CTX_SIZE,
+  GCM_OK,
   SA_AUTH_FAIL,
   SA_BYTES,
   SA_FLAGS,
@@ -59,7 +64,7 @@ import {
 } from '../../assembly/constants.js';
 import { VxError } from '../errors.js';
 import { core, type WasmCore } from '../wasm/module.js';
-import { GcmKey, type GcmTagLength } from './gcm.js';
+import type { GcmExports, GcmTagLength } from './gcm.js';
 
 export type EspDirection = 'in' | 'out';
 
@@ -103,6 +108,8 @@ export interface EspCounters {
 export interface EspOptions {
   /** SA slots (default 64: e.g. 3 keys x 2 directions x 10 peers). */
   maxSas?: number;
+  /** Distinct key + salt pairs live at once (default maxSas; 11 KiB of WASM memory each). */
+  maxKeys?: number;
   /** Peer indexes the outbound map covers (default 1024; use the datapath's maxPeers). */
   maxPeers?: number;
   core?: WasmCore;
@@ -130,6 +137,16 @@ export const ESP_DROP_NAMES: Readonly<Record<number, string>> = {
   [DROP_SEQ_EXHAUSTED]: 'seq-exhausted',
 };
 
+/** What another thread needs to run (and control) this ESP context on the same memory. */
+export interface EspHandle {
+  ctx: number;
+  maxSas: number;
+  maxPeers: number;
+  maxKeys: number;
+  /** maxKeys GCM key contexts (GCM_CTX_SIZE each), then maxKeys u64 IV counters. */
+  keyPool: number;
+}
+
 interface EspExports {
   esp_setup(ectx: number): number;
   esp_sa_add(ectx: number): number;
@@ -139,10 +156,9 @@ interface EspExports {
   esp_open_batch(ectx: number, descs: number, n: number, flags: number): number;
 }
 
-/** A key + salt in use: its GCM context and IV counter, shared by every SA that carries it. */
+/** A key + salt in use: its slot of the key pool (GCM context + IV counter), shared by its SAs. */
 interface KeyEntry {
-  key: GcmKey | undefined;
-  ivCounter: number;
+  slot: number;
   refs: number;
 }
 
@@ -163,27 +179,61 @@ export class Esp {
   readonly ctx: number;
   readonly maxSas: number;
   readonly maxPeers: number;
+  readonly maxKeys: number;
+  /** maxKeys GCM key contexts, then maxKeys u64 IV counters. */
+  readonly #keyPool: number;
   readonly #x: EspExports;
-  /** By fingerprint of key || salt; entries stay after their last SA goes, to keep the IV counter. */
+  /** By fingerprint of key || salt: the live keys. */
   readonly #keys = new Map<string, KeyEntry>();
+  /** By fingerprint: IV counters of keys no SA uses any more, resumed if the key comes back. */
+  readonly #retiredIv = new Map<string, bigint>();
+  readonly #freeSlots: number[] = [];
   /** SA index -> fingerprint of its key. */
   readonly #saKey = new Map<number, string>();
 
-  constructor(opts: EspOptions = {}) {
-    const maxSas = opts.maxSas ?? 64;
-    const maxPeers = opts.maxPeers ?? 1024;
-    checkInt('options.maxSas', maxSas, 1, 65536);
-    checkInt('options.maxPeers', maxPeers, 0, 65536);
+  /**
+   * Allocates the context, its tables and the key pool (never freed). With `attach` (see
+   * Esp.attach) it allocates nothing and uses that context instead.
+   */
+  constructor(opts: EspOptions & { attach?: EspHandle } = {}) {
     this.core = opts.core ?? core();
     this.#x = this.core.exports as unknown as EspExports;
-    this.maxSas = maxSas;
-    this.maxPeers = maxPeers;
-    this.ctx = this.core.alloc(ESPX_SIZE);
-    const dv = this.core.dv();
-    dv.setUint32(this.ctx + ESPX_MAX_SAS, maxSas, true);
-    dv.setUint32(this.ctx + ESPX_MAX_PEERS, maxPeers, true);
-    if (this.#x.esp_setup(this.ctx) === 0)
-      throw new VxError('ERR_INVALID_ARG', 'esp_setup refused the config');
+    let h = opts.attach;
+    if (!h) {
+      const maxSas = opts.maxSas ?? 64;
+      const maxPeers = opts.maxPeers ?? 1024;
+      const maxKeys = opts.maxKeys ?? maxSas;
+      checkInt('options.maxSas', maxSas, 1, 65536);
+      checkInt('options.maxPeers', maxPeers, 0, 65536);
+      checkInt('options.maxKeys', maxKeys, 1, 65536);
+      const ctx = this.core.alloc(ESPX_SIZE);
+      const dv = this.core.dv();
+      dv.setUint32(ctx + ESPX_MAX_SAS, maxSas, true);
+      dv.setUint32(ctx + ESPX_MAX_PEERS, maxPeers, true);
+      if (this.#x.esp_setup(ctx) === 0) throw new VxError('ERR_INVALID_ARG', 'esp_setup refused the config');
+      h = { ctx, maxSas, maxPeers, maxKeys, keyPool: this.core.alloc(maxKeys * (GCM_CTX_SIZE + 8)) };
+    }
+    this.ctx = h.ctx;
+    this.maxSas = h.maxSas;
+    this.maxPeers = h.maxPeers;
+    this.maxKeys = h.maxKeys;
+    this.#keyPool = h.keyPool;
+    for (let i = this.maxKeys - 1; i >= 0; i--) this.#freeSlots.push(i);
+  }
+
+  /**
+   * The context of `h` over `wasm` (a worker's instance on the same shared memory); allocates
+   * nothing. The attached object becomes the context's single writer: it runs the batches and
+   * changes the SAs; the creator must not use it any more. Attach before any SA is added.
+   */
+  static attach(h: EspHandle, wasm: WasmCore): Esp {
+    return new Esp({ core: wasm, attach: h });
+  }
+
+  /** What Esp.attach needs (structured-cloneable). */
+  handle(): EspHandle {
+    const { ctx, maxSas, maxPeers, maxKeys } = this;
+    return { ctx, maxSas, maxPeers, maxKeys, keyPool: this.#keyPool };
   }
 
   /** Adds an SA; returns its index (what bindPeer and `bySa` seals take, and DESC_ARG after open). */
@@ -208,9 +258,9 @@ export class Esp {
     dv.setUint32(rec + SA_SPI, o.spi, true);
     dv.setUint32(rec + SA_FLAGS, o.dir === 'out' ? ESP_SA_F_OUT : 0, true);
     dv.setUint32(rec + SA_ICV, icv, true);
-    dv.setUint32(rec + SA_GCM, (entry.key as GcmKey).ctx, true);
+    dv.setUint32(rec + SA_GCM, this.#slotCtx(entry.slot), true);
     c.u8().set(o.salt, rec + SA_SALT);
-    dv.setUint32(rec + SA_IVCTR, entry.ivCounter, true);
+    dv.setUint32(rec + SA_IVCTR, this.#slotIv(entry.slot), true);
     dv.setBigUint64(rec + SA_SEQ, BigInt(seq), true);
     const r = this.#x.esp_sa_add(this.ctx);
     if (r < 0) {
@@ -318,6 +368,15 @@ export class Esp {
     for (const i of [...this.#saKey.keys()]) this.removeSa(i);
   }
 
+  #slotCtx(slot: number): number {
+    return this.#keyPool + slot * GCM_CTX_SIZE;
+  }
+
+  #slotIv(slot: number): number {
+    return this.#keyPool + this.maxKeys * GCM_CTX_SIZE + slot * 8;
+  }
+
+  /** The key slot for key + salt (shared, or a free one expanded now); returns its fingerprint. */
   #keyRef(key: Uint8Array, salt: Uint8Array): string {
     if (!(key instanceof Uint8Array) || (key.length !== 16 && key.length !== 32)) {
       throw new VxError('ERR_BAD_KEY_LENGTH', `key must be 16 or 32 bytes, got ${key?.length}`);
@@ -325,22 +384,34 @@ export class Esp {
     const fp = createHash('sha256').update('vxnet-esp-key').update(key).update(salt).digest('hex');
     let e = this.#keys.get(fp);
     if (!e) {
-      e = { key: undefined, ivCounter: this.core.alloc(8), refs: 0 };
+      const slot = this.#freeSlots.pop();
+      if (slot === undefined)
+        throw new VxError('ERR_KEY_TABLE_FULL', `all ${this.maxKeys} key slots are in use`);
+      const ctx = this.#slotCtx(slot);
+      this.core.u8().set(key, ctx + GCM_CTX_KEY);
+      if ((this.core.exports as unknown as GcmExports).gcm_init(ctx, key.length) !== GCM_OK) {
+        this.#freeSlots.push(slot);
+        throw new VxError('ERR_BAD_KEY_LENGTH', 'key must be 16 or 32 bytes');
+      }
+      this.core.dv().setBigUint64(this.#slotIv(slot), this.#retiredIv.get(fp) ?? 0n, true);
+      this.#retiredIv.delete(fp);
+      e = { slot, refs: 0 };
       this.#keys.set(fp, e);
     }
-    if (!e.key || e.key.wiped) e.key = GcmKey.create(key, { core: this.core });
     e.refs++;
     return fp;
   }
 
+  /** Drops one SA's reference; the last one wipes the key slot and keeps its IV counter's value. */
   #keyUnref(fp: string): void {
     const e = this.#keys.get(fp);
     if (!e) return;
     e.refs--;
-    if (e.refs === 0 && e.key) {
-      e.key.wipe();
-      e.key = undefined;
-    }
+    if (e.refs > 0) return;
+    this.#retiredIv.set(fp, this.core.dv().getBigUint64(this.#slotIv(e.slot), true));
+    (this.core.exports as unknown as GcmExports).gcm_wipe(this.#slotCtx(e.slot), GCM_CTX_SIZE);
+    this.#keys.delete(fp);
+    this.#freeSlots.push(e.slot);
   }
 
   #checkBatch(descs: number, n: number): void {
