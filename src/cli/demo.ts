@@ -193,9 +193,7 @@ export const demo: Command = {
       process.off('SIGTERM', onSignal);
       if (keep && ok) {
         step(STEPS, 'Leaving the lab up (--keep)');
-        detail(
-          `try: vxnet --host host2 exec client -- wget -qO- http://web   (the client has exited: use run)`,
-        );
+        detail(`try: vxnet --host host2 run --net ${NETWORK} -- wget -qO- http://web`);
         detail(`     vxnet --host host1 fdb show; vxnet lab status; vxnet lab down`);
       } else {
         step(STEPS, 'Cleaning up: vxnet lab down');

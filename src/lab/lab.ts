@@ -42,7 +42,7 @@ import { attachPort, ensureBridge } from '../kernel/bridge.js';
 import { ensureVeth, setLink } from '../kernel/link.js';
 import { deleteNetns, ensureNetns, listNetns } from '../kernel/netns.js';
 import { packageRoot } from '../paths.js';
-import { startEtcd } from './etcd.js';
+import { ETCD_BIN, startEtcd } from './etcd.js';
 
 export const DEFAULT_LAB_DIR = '/run/vxnet/lab';
 export const DEFAULT_LAB_SUBNET = '192.168.99.0/24';
@@ -205,6 +205,11 @@ export function planLab(o: LabOptions = {}): LabState {
 export async function labUp(o: LabOptions = {}): Promise<Lab> {
   const s = planLab(o);
   const say = o.progress ?? (() => undefined);
+  if (!existsSync(ETCD_BIN))
+    throw new VxError(
+      'ERR_ETCD_START',
+      `the lab needs etcd (${ETCD_BIN}): run scripts/setup.sh, or apt-get install etcd-server`,
+    );
   mkdirSync(s.dir, { recursive: true, mode: 0o700 });
   if (readLabState(s.dir))
     throw new VxError(
