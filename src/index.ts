@@ -7,6 +7,7 @@ export {
   Esp,
   type EspCounters,
   type EspDirection,
+  type EspHandle,
   type EspOpenOptions,
   type EspOptions,
   type EspSaInfo,
