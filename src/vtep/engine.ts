@@ -326,7 +326,7 @@ export class VtepEngine extends EventEmitter {
     const port: TapPort = { vni: o.vni, name: tap.name, tap };
     this.ports.set(o.vni, port);
     try {
-      await this.request({ op: 'addPort', vni: o.vni, tap: tap.handle() });
+      await this.request({ op: 'addPort', vni: o.vni, tap: tap.handle(), mtu: o.mtu ?? 1500 });
     } catch (e) {
       this.ports.delete(o.vni);
       tap.close();

@@ -13,6 +13,14 @@
 // every tick and posted to the main thread in one message; I/O counters are published to a
 // shared region at the same time. See engine.ts for the main-thread side.
 import {
+  CNT_BLOCK_SIZE,
+  CNT_DROPS,
+  CNT_RX_BYTES,
+  CNT_RX_PACKETS,
+  CTX_CNT_GLOBAL,
+  CTX_CNT_PEERS,
+  CTX_CNT_PORTS,
+  CTX_MAX_PEERS,
   DESC_ADDR,
   DESC_ARG,
   DESC_AUX,
@@ -22,7 +30,10 @@ import {
   DESC_SIZE,
   DESC_VERDICT,
   DESC_VNI,
+  DROP_OVERSIZE,
+  PEER_ADDRLEN,
   PEER_SIZE,
+  VERDICT_DROP,
   VERDICT_FLOOD,
   VERDICT_LOCAL,
   VERDICT_REPLY,
@@ -76,7 +87,7 @@ export interface RemoteRef {
 }
 
 export type ControlOp =
-  | { op: 'addPort'; vni: number; tap: TapHandle }
+  | { op: 'addPort'; vni: number; tap: TapHandle; mtu: number }
   | { op: 'removePort'; vni: number }
   | { op: 'addPeer'; vni: number; remote: RemoteRef }
   | { op: 'removePeer'; vni: number; remote: RemoteRef }
@@ -95,6 +106,8 @@ interface Port {
   vni: number;
   index: number;
   tap: TapDevice;
+  /** Longest inner frame delivered: MTU + Ethernet header + one VLAN tag (what a bridge port takes). */
+  maxFrame: number;
 }
 
 interface PeerUse {
@@ -267,6 +280,55 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     }
   }
 
+  /**
+   * Inner frames longer than their port's MTU allows are dropped as `oversize` (decap knows no
+   * MTU; the port does). Only a broken or hostile sender makes them, so this rare path finds the
+   * peer by scanning the table and fixes the counter blocks directly: the drop is counted (global,
+   * port, peer) and the receive decap already counted is taken back.
+   */
+  function dropOversize(descs: number, m: number): void {
+    const u32 = view.u32();
+    for (let i = 0; i < m; i++) {
+      const d = (descs + i * DESC_SIZE) >>> 2;
+      if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
+      const p = byIndex[u32[d + (DESC_ARG >> 2)]!];
+      const len = u32[d + (DESC_LEN >> 2)]!;
+      if (!p || len <= p.maxFrame) continue;
+      u32[d + (DESC_VERDICT >> 2)] = VERDICT_DROP;
+      u32[d + (DESC_ARG >> 2)] = DROP_OVERSIZE;
+      countOversize(p.index, peerOf(u32, u32[d + (DESC_ADDR >> 2)]!), len);
+    }
+  }
+
+  function peerOf(u32: Uint32Array, sa: number): number {
+    const max = u32[(data.dp.ctx + CTX_MAX_PEERS) >>> 2]!;
+    for (let i = 0; i < max; i++) {
+      const e = (peers0 + i * PEER_SIZE) >>> 2;
+      const words = u32[e + (PEER_ADDRLEN >> 2)]! >>> 2;
+      if (words === 0) continue;
+      let w = 0;
+      while (w < words && u32[e + w] === u32[(sa >>> 2) + w]) w++;
+      if (w === words) return i;
+    }
+    return -1;
+  }
+
+  function countOversize(port: number, peer: number, len: number): void {
+    const dv = new DataView(memory.buffer);
+    const ptr = (field: number) => dv.getUint32(data.dp.ctx + field, true);
+    const add = (block: number, off: number, n: bigint) =>
+      dv.setBigUint64(block + off, dv.getBigUint64(block + off, true) + n, true);
+    const drop = CNT_DROPS + 8 * DROP_OVERSIZE;
+    const blocks = [ptr(CTX_CNT_PORTS) + port * CNT_BLOCK_SIZE];
+    if (peer >= 0) blocks.push(ptr(CTX_CNT_PEERS) + peer * CNT_BLOCK_SIZE);
+    add(ptr(CTX_CNT_GLOBAL), drop, 1n);
+    for (const b of blocks) {
+      add(b, drop, 1n);
+      add(b, CNT_RX_PACKETS, -1n);
+      add(b, CNT_RX_BYTES, -BigInt(len));
+    }
+  }
+
   const udpPump: Pump = {
     fd: udp.fd,
     pump() {
@@ -280,6 +342,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       }
       normalizeSources(descs, m);
       dp.decap({ descs }, m, nowSeconds());
+      dropOversize(descs, m);
       if (off) off.deliver(descs, m, (port) => byIndex[port]?.tap, io);
       else {
         const u32 = view.u32();
@@ -333,7 +396,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       case 'addPort': {
         if (byVni.has(c.vni)) throw new VxError('ERR_VNI_IN_USE', `VNI ${c.vni} already has a port`);
         const index = dp.addPort(c.vni);
-        const p: Port = { vni: c.vni, index, tap: TapDevice.attach(c.tap, memory) };
+        const p: Port = { vni: c.vni, index, tap: TapDevice.attach(c.tap, memory), maxFrame: c.mtu + 18 };
         taps.add(p.tap.fd, index);
         byIndex[index] = p;
         byVni.set(c.vni, p);
