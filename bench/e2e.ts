@@ -6,6 +6,8 @@
 // container 2 for SECONDS s, RUNS runs after a 1 s warm-up run; the median of the receiver's
 // Gbit/s is kept. e2e-rtt: 500 pings at 5 ms intervals after 20 warm-up pings; p50 and p99 of
 // the per-packet RTT. Everything is removed afterwards, also on failure.
+// The kernel baseline keeps checksum offload on its veth underlay (as a NIC would finish them);
+// with `ethtool -K ul0 tx off`, which a userspace peer needs, it ran ~2.7x slower here.
 // vxnet variants: `vxnet tunnel` (src/lab/tunnel.ts) on both hosts, its TAP on br0; `vxnet` with
 // the UDP underlay, `vxnet-raw` with the raw underlay. Each tunnel's drop counters are noted on
 // stderr when it stops (a figure with drops behind it is suspect).

@@ -98,8 +98,17 @@ export async function createPair(o: PairOptions = {}): Promise<Pair> {
     }
     const kinds = o.vtep ?? ['kernel', 'kernel'];
     for (const [i, h] of hosts.entries()) {
+      // Checksums are finished on the underlay only for a userspace peer: between two kernel
+      // devices they stay offloaded, as a NIC would finish them (the fair baseline for bench:e2e).
+      const finishChecksums = kinds[1 - i] !== 'kernel';
       if (kinds[i] === 'kernel')
-        await addKernelVxlan(h, hosts[1 - i]!, { vni, port, mtu, udp6ZeroCsum: o.udp6ZeroCsum });
+        await addKernelVxlan(h, hosts[1 - i]!, {
+          vni,
+          port,
+          mtu,
+          udp6ZeroCsum: o.udp6ZeroCsum,
+          finishChecksums,
+        });
     }
     if (v6) await waitDad(hosts);
   } catch (e) {
@@ -135,13 +144,21 @@ async function waitDad(hosts: Host[]): Promise<void> {
 
 /**
  * The Linux kernel's VXLAN device as host `h`'s VXLAN port towards `peer`: static flooding entry
- * to the peer, no learning from the underlay, checksums finished on the underlay (FACTS.md: a veth
- * keeps them partial, which a userspace peer would pass on unfinished).
+ * to the peer, no learning from the underlay, checksums finished on the underlay unless told not to
+ * (FACTS.md: a veth keeps them partial, which a userspace peer would pass on unfinished).
  */
 export async function addKernelVxlan(
   h: Host,
   peer: Host,
-  o: { vni: number; port: number; mtu: number; name?: string; udp6ZeroCsum?: boolean },
+  o: {
+    vni: number;
+    port: number;
+    mtu: number;
+    name?: string;
+    udp6ZeroCsum?: boolean;
+    /** `ethtool -K ul0 tx off` (default true): needed when the peer is a userspace endpoint. */
+    finishChecksums?: boolean;
+  },
 ): Promise<void> {
   const name = o.name ?? 'vxlan0';
   const at = { netns: h.ns, action: `add kernel vxlan "${name}"` };
@@ -166,7 +183,8 @@ export async function addKernelVxlan(
   await ip(['link', 'set', 'dev', name, 'mtu', String(o.mtu)], at);
   await ip(['link', 'set', 'dev', name, 'master', 'br0', 'up'], at);
   await run('bridge', ['fdb', 'append', '00:00:00:00:00:00', 'dev', name, 'dst', peer.underlayIp], at);
-  await run('ethtool', ['-K', 'ul0', 'tx', 'off'], { netns: h.ns, action: 'finish underlay checksums' });
+  if (o.finishChecksums ?? true)
+    await run('ethtool', ['-K', 'ul0', 'tx', 'off'], { netns: h.ns, action: 'finish underlay checksums' });
 }
 
 /** A namespace outside the pair that can reach host `i`'s underlay address (addStranger). */
