@@ -265,3 +265,22 @@ test('peer table: remote records applied per network; a resync snapshot leaves n
     ['10.1.0.5', '10.1.0.6'],
   );
 });
+
+test('membership publishes many endpoints in few transactions (100 per batch)', async (t) => {
+  const mem = createMemoryStore();
+  t.after(() => mem.close());
+  for (let i = 0; i < 250; i++) await putEp(mem, { ...endpoint('h1', `n${i % 5}`, 2), id: `ep${i}` });
+  let txns = 0;
+  const store: Store = {
+    ...tapped(mem).store,
+    txn: (x) => {
+      txns++;
+      return mem.txn(x);
+    },
+  };
+  const m = new Membership({ store, hostId: 'h1', ttlSeconds: 10, log });
+  t.after(() => m.close());
+  await m.start();
+  assert.equal((await published(mem)).size, 250);
+  assert.equal(txns, 3);
+});
