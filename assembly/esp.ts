@@ -6,8 +6,9 @@
 // gcm_open_batch grouped by key, so no AES or GHASH code lives here.
 //
 // seal, per descriptor with VERDICT_SEND (others are left alone); in: DESC_PTR/LEN = the UDP
-// datagram to protect (UDP + VXLAN + inner frame), DESC_ARG = peer index (mapped by esp_bind) or,
-// with ESP_F_BY_SA, an SA index. Out: SPI | seq | IV pushed in the HEADROOM (DESC_PTR -= 16),
+// datagram to protect (UDP + VXLAN + inner frame; with ESP_F_PUSH_UDP the VXLAN packet, and seal
+// pushes the UDP header), DESC_ARG = peer index (mapped by esp_bind) or, with ESP_F_BY_SA, an SA
+// index. Out: SPI | seq | IV pushed in the HEADROOM (DESC_PTR -= 16),
 // pad 1,2,3.., pad length, next header 17 and the ICV appended in the TAILROOM; or VERDICT_DROP
 // with DROP_NO_SA / DROP_SEQ_EXHAUSTED. The IV is a 64-bit counter shared by every SA using the
 // same key and salt, so a nonce never repeats under one key.
@@ -45,6 +46,7 @@ import {
   ESP_CNT_SIZE,
   ESP_F_BY_SA,
   ESP_F_PULL_UDP,
+  ESP_F_PUSH_UDP,
   ESP_PUSH,
   ESP_REPLAY_WINDOW,
   ESP_SA_F_OUT,
@@ -316,9 +318,10 @@ function sealChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
       drop(ectx, d, DROP_NO_SA);
       continue;
     }
-    const p = <usize>load<u32>(d + DESC_PTR);
-    const len = load<u32>(d + DESC_LEN);
-    if (p < <usize>ESP_PUSH) {
+    let p = <usize>load<u32>(d + DESC_PTR);
+    let len = load<u32>(d + DESC_LEN);
+    const udp: usize = (flags & ESP_F_PUSH_UDP) != 0 ? UDP_HLEN : 0;
+    if (p < <usize>ESP_PUSH + udp) {
       drop(ectx, d, DROP_MALFORMED);
       continue;
     }
@@ -326,6 +329,14 @@ function sealChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
     if (seq > 0xffffffff) {
       drop(ectx, d, DROP_SEQ_EXHAUSTED);
       continue;
+    }
+    if (udp != 0) {
+      // The datagram's own UDP header (RFC 4303 transport mode protects UDP + VXLAN); its ports are
+      // hidden by the encryption, so both are 4789, and the checksum is 0 (allowed on IPv4).
+      p -= udp;
+      len += <u32>udp;
+      store<u32>(p, (bswap<u16>(<u16>VXLAN_PORT) as u32) | ((bswap<u16>(<u16>VXLAN_PORT) as u32) << 16));
+      store<u32>(p + 4, <u32>bswap<u16>(<u16>len));
     }
     store<u64>(sa + SA_SEQ, seq);
     const ivp = <usize>load<u32>(sa + SA_IVCTR);

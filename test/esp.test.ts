@@ -102,13 +102,18 @@ class Rig {
     return out;
   }
   /** Seals datagrams for peer `peer` (or SA index with bySa); returns the ESP packets (or drops). */
-  seal(dgrams: Buffer[], arg: number | ((i: number) => number) = 0, bySa = false): Opened[] {
+  seal(dgrams: Buffer[], arg: number | ((i: number) => number) = 0, bySa = false, pushUdp = false): Opened[] {
     this.#load(dgrams, VERDICT_SEND, typeof arg === 'number' ? () => arg : arg);
-    this.esp.seal(this.batch.descs, dgrams.length, { bySa });
+    this.esp.seal(this.batch.descs, dgrams.length, { bySa, pushUdp });
     return this.#read(dgrams.length);
   }
-  sealOk(dgrams: Buffer[], arg: number | ((i: number) => number) = 0, bySa = false): Buffer[] {
-    return this.seal(dgrams, arg, bySa).map((r) => {
+  sealOk(
+    dgrams: Buffer[],
+    arg: number | ((i: number) => number) = 0,
+    bySa = false,
+    pushUdp = false,
+  ): Buffer[] {
+    return this.seal(dgrams, arg, bySa, pushUdp).map((r) => {
       assert.equal(r.verdict, VERDICT_SEND, `sealed (drop reason ${r.arg})`);
       return r.out;
     });
@@ -268,10 +273,22 @@ test('tshark decrypts sealed proto-50 packets as ESP AES-GCM (ICV 8/16, AES-128/
   });
 });
 
-test('tshark decrypts UDP-encapsulated ESP (RFC 3948, port 4500)', () => {
+test('tshark decrypts UDP-encapsulated ESP (RFC 3948, port 4500); seal pushUdp / open pullUdp round trip', () => {
   const rig = new Rig();
   const a = pair(rig, 0x3000c003, { icvLen: 16 });
-  const sealed = rig.sealOk([vxlanDatagram(7), vxlanDatagram(8)]);
+  // The second packet goes in as the bare VXLAN packet (what encap leaves): seal pushes its UDP header.
+  const d8 = vxlanDatagram(8);
+  const sealed = [...rig.sealOk([vxlanDatagram(7)]), ...rig.sealOk([d8.subarray(8)], 0, false, true)];
+  const pushed = nodeOpenEsp(sealed[1], a.k.key, a.k.salt, 16);
+  assert.deepEqual(
+    [pushed.readUInt16BE(0), pushed.readUInt16BE(2), pushed.readUInt16BE(4), pushed.readUInt16BE(6)],
+    [VXLAN_PORT, VXLAN_PORT, d8.length, 0],
+    'pushed UDP header: ports 4789, length, checksum 0',
+  );
+  assert.deepEqual(pushed.subarray(8, d8.length), d8.subarray(8));
+  const back = rig.open([sealed[1]], true)[0];
+  assert.equal(back.verdict, VERDICT_LOCAL);
+  assert.deepEqual(back.out, d8.subarray(8), 'open pullUdp gives back the VXLAN packet');
   withTmp((dir) => {
     const pcap = join(dir, 'natt.pcap');
     writePcap(

@@ -32,6 +32,7 @@ import {
   ESP_CNT_SEALED_BYTES,
   ESP_F_BY_SA,
   ESP_F_PULL_UDP,
+  ESP_F_PUSH_UDP,
   ESP_PUSH,
   ESP_SA_F_OUT,
   ESP_SA_F_USED,
@@ -118,6 +119,11 @@ export interface EspOptions {
 export interface EspSealOptions {
   /** DESC_ARG holds an SA index instead of a peer index. */
   bySa?: boolean;
+  /**
+   * The descriptors hold VXLAN packets (what Datapath encap leaves without the raw underlay): push
+   * the UDP header (ports 4789, checksum 0) in front before sealing. Pairs with open's pullUdp.
+   */
+  pushUdp?: boolean;
 }
 
 export interface EspOpenOptions {
@@ -308,7 +314,8 @@ export class Esp {
    */
   seal(descs: number, n: number, opts: EspSealOptions = {}): number {
     this.#checkBatch(descs, n);
-    return this.#run(() => this.#x.esp_seal_batch(this.ctx, descs, n, opts.bySa ? ESP_F_BY_SA : 0));
+    const flags = (opts.bySa ? ESP_F_BY_SA : 0) | (opts.pushUdp ? ESP_F_PUSH_UDP : 0);
+    return this.#run(() => this.#x.esp_seal_batch(this.ctx, descs, n, flags));
   }
 
   /**
