@@ -179,6 +179,20 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
     const wrong = results.filter((r) => r.ok !== r.same).map((r) => `${r.from}->${r.to}: ${r.ok}`);
     assert.deepEqual(wrong, [], 'every pair on one network answers, no pair across networks does');
     assert.equal(results.filter((r) => r.ok).length, 12);
+    // Each network's VXLAN port holds the remote endpoints of its own network only.
+    for (const c of clients) {
+      for (const net of ['na', 'nb']) {
+        const macs = (await c.call<{ mac: string; vtep?: string }[]>('GET', `/fdb?network=${net}`))
+          .filter((e) => e.vtep !== undefined && e.mac !== '00:00:00:00:00:00')
+          .map((e) => e.mac)
+          .sort();
+        const want = [...cts.values()]
+          .filter((x) => x.net === net && clients[x.host] !== c)
+          .map((x) => x.mac)
+          .sort();
+        assert.deepEqual(macs, want, `${net} on one host`);
+      }
+    }
   });
 
   await t.test('20 concurrent network creates over 3 hosts: no VNI or subnet collision', async () => {
