@@ -69,7 +69,7 @@ function pingStream(netns: string, dest: string) {
 }
 
 /** Starts a lab host's daemon again, exactly as the lab did (it dies with the host's namespace). */
-function restartDaemon(lab: Lab, h: LabHost): ChildProcess {
+function restartDaemon(lab: Lab, h: LabHost, ttl = TTL): ChildProcess {
   const entry = cliEntry();
   const out = openSync(h.log, 'a', 0o600);
   try {
@@ -83,7 +83,7 @@ function restartDaemon(lab: Lab, h: LabHost): ChildProcess {
         'daemon',
         ...['--state-dir', h.stateDir, '--socket', h.socket, '--host-id', h.hostId],
         ...['--cluster-store', lab.state.etcd.clusterStore, '--cluster-advertise', 'eth0'],
-        ...['--host-ttl', String(TTL)],
+        ...['--host-ttl', String(ttl)],
       ],
       { cwd: entry.cwd, stdio: ['ignore', out, out], env: { ...process.env, VXNET_HOST: undefined } },
     );
@@ -300,6 +300,53 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
       assert.equal(received, sent, 'no ping between hosts 1 and 2 lost');
     },
   );
+
+  await t.test('a daemon restarted within its TTL: the other hosts see no change, no ping lost', async () => {
+    const h2 = hosts[1]!;
+    const answers = () => until('host 2 to answer', () => c2.call('GET', '/_ping').then(() => true), 30000);
+    // First onto a long TTL (this restart outlives the lab's 3 s lease: a plain rejoin).
+    process.kill(h2.pid!, 'SIGKILL');
+    const first = restartDaemon(lab, h2, 20);
+    extra.push({ kill: () => first.kill('SIGKILL') });
+    await answers();
+    await until('host 2 back in the peers of host 1', async () => (await vteps(c1)).includes(h2.ip));
+    await until('a1 -> a2', () => pings(a(1).netns, a(2).ip));
+    const stream = pingStream(a(1).netns, a(2).ip);
+    extra.push(stream);
+    let missing = 0;
+    let polls = 0;
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        const [v1, v3] = await Promise.all([vteps(c1), vteps(c3)]);
+        if (!v1.includes(h2.ip) || !v3.includes(h2.ip)) missing++;
+        polls++;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const died = new Promise((r) => first.once('exit', r));
+    first.kill('SIGKILL');
+    await died;
+    const second = restartDaemon(lab, h2, 20);
+    extra.push({ kill: () => second.kill('SIGKILL') });
+    await answers();
+    const t0 = Date.now();
+    await until('a second of traffic after the restart', async () => Date.now() - t0 > 1000);
+    watching = false;
+    await watch;
+    const { sent, received } = await stream.stop();
+    t.diagnostic(
+      `host 2 restarted within its TTL: ${received}/${sent} pings from host 1, ${missing}/${polls} polls missing it`,
+    );
+    assert.equal(missing, 0, 'hosts 1 and 3 never dropped host 2');
+    assert.ok(polls >= 10);
+    assert.equal(received, sent, 'no ping to host 2 lost');
+    const listed = await c2.call<{ Name: string; State: { Status: string } }[]>('GET', '/containers/json');
+    assert.deepEqual(listed.map((c) => [c.Name, c.State.Status]).sort(), [
+      ['a2', 'running'],
+      ['b2', 'running'],
+    ]);
+  });
 
   await t.test(
     'a host cut off from etcd keeps its entries, then resyncs with no stale one and rejoins',
