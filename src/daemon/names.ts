@@ -58,6 +58,7 @@ export class Names {
 
   /** Loads the table, watches it, and attaches to this host's containers (a restart re-attaches). */
   async start(): Promise<void> {
+    this.resolver.prepare();
     const { revision, kvs } = await this.o.store.list(ENDPOINTS);
     for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
     this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {

@@ -3,10 +3,12 @@
 // Owns: answering queries for container names and aliases from the daemon's lookup, forwarding
 // everything else to upstream resolvers, and being present inside each container's namespace.
 // Why shaped so:
-// - One daemon process serves every container. Node cannot enter a namespace, so attaching runs
-//   a short helper (`nsenter --net=/run/netns/NS node -e ...`) that binds 127.0.0.11:53 (UDP and
-//   TCP) and an unbound-port UDP socket for forwarding inside NS, hands the three sockets back
-//   over the child_process IPC channel, and exits. The sockets keep their namespace, so the
+// - One daemon process serves every container. Node cannot enter a namespace, so a helper
+//   process binds 127.0.0.11:53 (UDP and TCP) and an unbound-port UDP socket for forwarding
+//   inside NS and hands the three sockets back over the child_process IPC channel: the warm
+//   binder (one long-lived helper that enters each namespace with setns(2) through koffi, ~2 ms
+//   per attach), or, when it cannot run, a short helper per namespace (`nsenter --net=... node
+//   -e ...`, a Node start-up each). The sockets keep their namespace, so the
 //   daemon answers on them directly; each attachment knows its asker without any lookup of the
 //   source address. `/etc/netns/NS/resolv.conf` says `nameserver 127.0.0.11`, and
 //   `ip netns exec NS` mounts it over /etc/resolv.conf for what runs in the container.
@@ -24,7 +26,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { VxError } from '../errors.js';
 import { checkNetnsName } from '../kernel/exec.js';
@@ -177,6 +180,7 @@ export class DnsResolver {
     { serving: Serving; attachment: Attachment; resolvConf: boolean }
   >();
   private hostSocket: dgram.Socket | undefined;
+  private readonly binder = new Binder();
   private closed = false;
 
   constructor(options: ResolverOptions) {
@@ -212,7 +216,8 @@ export class DnsResolver {
       known.attachment.asker = options.asker;
       return known.attachment;
     }
-    const sockets = await bindInNetns(`${this.netnsRunDir}/${ns}`);
+    const path = `${this.netnsRunDir}/${ns}`;
+    const sockets = await this.bindIn(path);
     const serving = this.serve(sockets, options.asker, { upstreams: options.upstreams });
     const resolvConf = options.resolvConf ?? true;
     if (resolvConf) {
@@ -249,8 +254,30 @@ export class DnsResolver {
     }
   }
 
+  /** Starts the warm binder now, so the first attach does not wait for it. */
+  prepare(): void {
+    if (!this.closed) void this.binder.start();
+  }
+
+  /** Sockets bound inside the namespace at `path`: by the warm binder, else a helper of its own. */
+  private async bindIn(path: string): Promise<Required<ServeSockets>> {
+    if (!existsSync(path))
+      throw new VxError(
+        'ERR_DNS_ATTACH',
+        `could not bind ${RESOLVER_IP}:${DNS_PORT} in ${path}: no such namespace`,
+      );
+    try {
+      const s = await this.binder.bind(path);
+      if (s) return s;
+    } catch {
+      // The binder failed this one (e.g. setns refused): the helper reports the real reason.
+    }
+    return bindInNetns(path);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
+    this.binder.close();
     for (const ns of [...this.attachments.keys()]) await this.detach(ns);
     this.closed = true;
     for (const p of this.pending.values()) clearTimeout(p.timer);
@@ -570,5 +597,151 @@ async function bindInNetns(nsPath: string): Promise<Required<ServeSockets>> {
       'ERR_DNS_ATTACH',
       `could not bind ${RESOLVER_IP}:${DNS_PORT} in ${nsPath}: ${(e as Error).message}`,
     );
+  }
+}
+
+// ---- the warm binder ----------------------------------------------------------------------------
+//
+// Starting a helper per namespace costs a Node start-up (~50-150 ms) on every container start.
+// The binder is one helper kept running: for each request it enters the namespace with setns(2)
+// (through koffi; only this helper's main thread moves, and it does nothing else meanwhile),
+// binds the three sockets, returns to its own namespace, hands them over and closes its copies.
+// If it cannot run (no koffi, setns refused), attaching falls back to the per-namespace helper.
+
+const BINDER = `
+const koffi = require(process.argv[1]);
+const setns = koffi.load('libc.so.6').func('int setns(int fd, int nstype)');
+const fs = require('node:fs'), dgram = require('node:dgram'), net = require('node:net');
+const CLONE_NEWNET = 0x40000000;
+const addr = ${JSON.stringify(RESOLVER_IP)}, port = ${DNS_PORT};
+const home = fs.openSync('/proc/self/ns/net', 'r');
+const enter = (fd, what) => { if (setns(fd, CLONE_NEWNET) !== 0) throw new Error('setns into ' + what + ' failed'); };
+const send = (msg, handle) => new Promise((resolve, reject) => process.send(msg, handle, (e) => (e ? reject(e) : resolve())));
+const listen = (make, start) => new Promise((resolve, reject) => { const s = make(); s.once('error', reject); start(s, () => resolve(s)); });
+async function serve(m) {
+  const made = [];
+  let away = false;
+  try {
+    const fd = fs.openSync(m.path, 'r');
+    try { enter(fd, m.path); away = true; } finally { fs.closeSync(fd); }
+    made.push(await listen(() => dgram.createSocket('udp4'), (s, cb) => s.bind({ address: addr, port }, cb)));
+    made.push(await listen(() => dgram.createSocket('udp4'), (s, cb) => s.bind({ port: 0 }, cb)));
+    made.push(await listen(() => net.createServer({ pauseOnConnect: true }), (s, cb) => s.listen({ host: addr, port }, cb)));
+    enter(home, 'home'); away = false;
+    await send({ id: m.id, kind: 'udp' }, made[0]);
+    await send({ id: m.id, kind: 'forward' }, made[1]);
+    await send({ id: m.id, kind: 'tcp' }, made[2]);
+  } catch (e) {
+    if (away) enter(home, 'home');
+    process.send({ id: m.id, kind: 'error', message: String((e && e.message) || e) });
+  } finally {
+    for (const s of made) s.close();
+  }
+}
+let chain = Promise.resolve();
+process.on('message', (m) => { chain = chain.then(() => serve(m)); });
+process.on('disconnect', () => process.exit(0));
+process.send({ kind: 'ready' });
+`;
+
+interface BindRequest {
+  got: Partial<Required<ServeSockets>>;
+  resolve: (s: Required<ServeSockets>) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+class Binder {
+  private child?: ChildProcess;
+  private ready?: Promise<boolean>;
+  private readonly pending = new Map<number, BindRequest>();
+  private next = 1;
+
+  /** The sockets bound inside `nsPath`; undefined when the binder cannot run (use the fallback). */
+  async bind(nsPath: string): Promise<Required<ServeSockets> | undefined> {
+    if (!(await this.start())) return undefined;
+    const child = this.child!;
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(id, new Error('no sockets after 10 s')), 10000);
+      this.pending.set(id, { got: {}, resolve, reject, timer });
+      child.channel?.ref();
+      child.send({ id, path: nsPath });
+    });
+  }
+
+  close(): void {
+    for (const id of [...this.pending.keys()]) this.fail(id, new Error('the resolver is closing'));
+    this.child?.kill('SIGKILL');
+    this.child = undefined;
+    this.ready = undefined;
+  }
+
+  start(): Promise<boolean> {
+    this.ready ??= new Promise<boolean>((resolve) => {
+      let koffi: string;
+      try {
+        koffi = createRequire(import.meta.url).resolve('koffi');
+      } catch {
+        resolve(false);
+        return;
+      }
+      const child = spawn(process.execPath, ['-e', BINDER, koffi], {
+        stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      });
+      this.child = child;
+      child.unref();
+      child.on('message', (m: { id?: number; kind: string; message?: string }, handle: unknown) => {
+        if (m.kind === 'ready') return resolve(true);
+        this.onMessage(m, handle);
+      });
+      child.once('error', () => resolve(false));
+      child.once('exit', () => {
+        resolve(false);
+        if (this.child === child) {
+          this.child = undefined;
+          this.ready = undefined;
+        }
+        for (const id of [...this.pending.keys()]) this.fail(id, new Error('the binder exited'));
+      });
+    });
+    return this.ready;
+  }
+
+  private onMessage(m: { id?: number; kind: string; message?: string }, handle: unknown): void {
+    const req = m.id === undefined ? undefined : this.pending.get(m.id);
+    if (!req) {
+      (handle as { close?: () => void } | undefined)?.close?.();
+      return;
+    }
+    if (m.kind === 'error') {
+      this.fail(m.id!, new Error(m.message));
+      return;
+    }
+    if (m.kind === 'udp') req.got.udp = handle as dgram.Socket;
+    else if (m.kind === 'forward') req.got.forward = handle as dgram.Socket;
+    else if (m.kind === 'tcp') req.got.tcp = handle as net.Server;
+    const { udp, forward, tcp } = req.got;
+    if (udp && forward && tcp) {
+      this.settle(m.id!);
+      req.resolve({ udp, forward, tcp });
+    }
+  }
+
+  private fail(id: number, e: Error): void {
+    const req = this.pending.get(id);
+    if (!req) return;
+    this.settle(id);
+    req.got.udp?.close();
+    req.got.forward?.close();
+    req.got.tcp?.close();
+    req.reject(e);
+  }
+
+  private settle(id: number): void {
+    clearTimeout(this.pending.get(id)?.timer);
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.child?.channel?.unref();
   }
 }
