@@ -454,3 +454,44 @@ test('serve() on loopback sockets: garbage never stops it; TCP queries split acr
   assert.equal(got.length, 2);
   for (const g of got) assert.equal(parseMessage(g).answers.length, 1);
 });
+
+test('both ways of binding serve inside the right namespace: the warm binder and a helper per namespace', async (t) => {
+  const sfx = randomBytes(3).toString('hex');
+  const nss = [`vxdns-b1-${sfx}`, `vxdns-b2-${sfx}`, `vxdns-b3-${sfx}`];
+  t.after(async () => {
+    for (const ns of nss) {
+      await deleteNetns(ns, { killProcesses: true });
+      rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
+    }
+  });
+  for (const [i, ns] of nss.entries()) {
+    await ensureNetns(ns);
+    // glibc asks for IPv4 names only when an interface has an IPv4 address (AI_ADDRCONFIG).
+    await ip(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p'], {
+      netns: ns,
+      action: 'add veth',
+    });
+    await ip(['addr', 'add', `10.0.9.${i + 1}/24`, 'dev', 'eth0'], { netns: ns, action: 'addr' });
+    await ip(['link', 'set', 'eth0', 'up'], { netns: ns, action: 'up' });
+  }
+  const lookup = (a: Asker, name: string) => (name === `who${a.id}` ? [`10.0.9.${a.id}`] : []);
+  const warm = createResolver({ upstreams: [], lookup });
+  const own = createResolver({ upstreams: [], lookup, binder: false });
+  t.after(async () => {
+    await warm.close();
+    await own.close();
+  });
+  await warm.attachResolver({ netns: nss[0]!, asker: { id: '1', networks: [] } });
+  await warm.attachResolver({ netns: nss[1]!, asker: { id: '2', networks: [] } });
+  await own.attachResolver({ netns: nss[2]!, asker: { id: '3', networks: [] } });
+  assert.deepEqual(warm.bound, { binder: 2, helper: 0 });
+  assert.deepEqual(own.bound, { binder: 0, helper: 1 });
+  for (const [i, ns] of nss.entries()) {
+    const r = await sh('ip', ['netns', 'exec', ns, 'getent', 'ahostsv4', `who${i + 1}`]);
+    assert.match(
+      r.out,
+      new RegExp(`^10\\.0\\.9\\.${i + 1}\\s`, 'm'),
+      `${ns} is answered by its own attachment`,
+    );
+  }
+});

@@ -84,6 +84,8 @@ export interface ResolverOptions {
   etcNetnsDir?: string;
   /** Where named namespaces are mounted (default /run/netns). */
   netnsRunDir?: string;
+  /** Bind through the warm binder (default true); false: a helper per namespace. */
+  binder?: boolean;
 }
 
 export interface AttachOptions {
@@ -181,6 +183,9 @@ export class DnsResolver {
   >();
   private hostSocket: dgram.Socket | undefined;
   private readonly binder = new Binder();
+  private readonly useBinder: boolean;
+  /** How attachments were bound: by the warm binder, or by a helper of their own. */
+  readonly bound = { binder: 0, helper: 0 };
   private closed = false;
 
   constructor(options: ResolverOptions) {
@@ -198,6 +203,7 @@ export class DnsResolver {
     this.forwardSingleLabel = options.forwardSingleLabel ?? false;
     this.etcNetnsDir = options.etcNetnsDir ?? '/etc/netns';
     this.netnsRunDir = options.netnsRunDir ?? '/run/netns';
+    this.useBinder = options.binder ?? true;
   }
 
   /** Serves on sockets the caller has (any namespace); returns a handle that closes them. */
@@ -256,7 +262,7 @@ export class DnsResolver {
 
   /** Starts the warm binder now, so the first attach does not wait for it. */
   prepare(): void {
-    if (!this.closed) void this.binder.start();
+    if (!this.closed && this.useBinder) void this.binder.start();
   }
 
   /** Sockets bound inside the namespace at `path`: by the warm binder, else a helper of its own. */
@@ -267,12 +273,17 @@ export class DnsResolver {
         `could not bind ${RESOLVER_IP}:${DNS_PORT} in ${path}: no such namespace`,
       );
     try {
-      const s = await this.binder.bind(path);
-      if (s) return s;
+      const s = this.useBinder ? await this.binder.bind(path) : undefined;
+      if (s) {
+        this.bound.binder++;
+        return s;
+      }
     } catch {
       // The binder failed this one (e.g. setns refused): the helper reports the real reason.
     }
-    return bindInNetns(path);
+    const s = await bindInNetns(path);
+    this.bound.helper++;
+    return s;
   }
 
   async close(): Promise<void> {
