@@ -329,7 +329,8 @@ export const GCM_ERR_KEY_LEN = 3; // gcm_init: key not 16 or 32 bytes
 
 // ---- ESP (RFC 4303 transport mode, AES-GCM per RFC 4106; assembly/esp.ts, src/crypto/esp.ts) ---
 // Wire: SPI (4) | sequence (4) | IV (8) | ciphertext(payload | pad 1,2,3.. | pad length | next
-// header) | ICV (8/12/16). AAD = SPI + 32-bit sequence (no ESN). Nonce = salt (4) || IV (8).
+// header) | ICV (8/12/16). AAD = SPI + 32-bit sequence, or with ESN SPI + 64-bit sequence (the
+// high half is never sent; the receiver infers it). Nonce = salt (4) || IV (8).
 export const ESP_HLEN = 8; // SPI + sequence number
 export const ESP_IV_LEN = 8;
 export const ESP_PUSH = 16; // bytes seal pushes in front of the payload (header + IV)
@@ -352,7 +353,7 @@ export const ESPX_HASH_SHIFT = 20;
 export const ESPX_TXMAP = 24; // ptr: u32 per peer: outbound SA index or NO_INDEX
 export const ESPX_CNT = 28; // ptr: ESP counter block (ESP_CNT_SIZE)
 export const ESPX_GCMD = 32; // ptr: ESP_CHUNK GCM descriptors
-export const ESPX_NONCES = 36; // ptr: ESP_CHUNK x 16 bytes (salt || IV)
+export const ESPX_NONCES = 36; // ptr: ESP_CHUNK records of ESP_REC_SIZE (nonce, full sequence, ESN AAD)
 export const ESPX_KEYS = 40; // ptr: ESP_CHUNK u32 GCM key contexts, parallel to the GCM descriptors
 export const ESPX_IDX = 44; // ptr: ESP_CHUNK u32 descriptor indexes, parallel to the GCM descriptors
 export const ESPX_SCRATCH = 48; // ptr: GCM_SCRATCH_SIZE (the ESP context is single-thread, like a datapath)
@@ -375,6 +376,12 @@ export const SA_REPLAY = 56; // u64 (inbound)
 export const SA_WINDOW = 96; // ESP_REPLAY_WINDOW bits (128 bytes)
 export const ESP_SA_F_USED = 1;
 export const ESP_SA_F_OUT = 2;
+export const ESP_SA_F_ESN = 4; // 64-bit extended sequence numbers (RFC 4303 2.2.1; AAD = SPI + 64-bit seq, RFC 4106 5)
+// Per-packet staging record of a batch (ESPX_NONCES).
+export const ESP_REC_SIZE = 48;
+export const ESP_REC_NONCE = 0; // salt || IV (12)
+export const ESP_REC_SEQ = 16; // u64: the full (inferred, with ESN) sequence number
+export const ESP_REC_AAD = 32; // ESN: SPI | seq high | seq low (12)
 // ESP counter block (u64 each).
 export const ESP_CNT_SEALED = 0;
 export const ESP_CNT_SEALED_BYTES = 8;

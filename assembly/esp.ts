@@ -49,10 +49,15 @@ import {
   ESP_F_PUSH_UDP,
   ESP_PUSH,
   ESP_REPLAY_WINDOW,
+  ESP_SA_F_ESN,
   ESP_SA_F_OUT,
   ESP_SA_F_USED,
   ESP_SA_HDR,
   ESP_SA_SIZE,
+  ESP_REC_AAD,
+  ESP_REC_NONCE,
+  ESP_REC_SEQ,
+  ESP_REC_SIZE,
   ESPX_CNT,
   ESPX_GCMD,
   ESPX_HASH,
@@ -123,7 +128,7 @@ export function esp_setup(ectx: usize): u32 {
   bytes += region(ectx, ESPX_TXMAP, (<usize>maxPeers << 2) + 4);
   bytes += region(ectx, ESPX_CNT, ESP_CNT_SIZE);
   bytes += region(ectx, ESPX_GCMD, <usize>ESP_CHUNK * GCMD_SIZE);
-  bytes += region(ectx, ESPX_NONCES, <usize>ESP_CHUNK << 4);
+  bytes += region(ectx, ESPX_NONCES, <usize>ESP_CHUNK * ESP_REC_SIZE);
   bytes += region(ectx, ESPX_KEYS, <usize>ESP_CHUNK << 2);
   bytes += region(ectx, ESPX_IDX, <usize>ESP_CHUNK << 2);
   bytes += region(ectx, ESPX_SCRATCH, GCM_SCRATCH_SIZE);
@@ -280,18 +285,31 @@ export function esp_open_batch(ectx: usize, descs: usize, n: u32, flags: u32): u
   return opened;
 }
 
-/** Stages GCM descriptor `k` (and its key and descriptor index) for the grouped GCM call. */
-function stage(ectx: usize, k: u32, i: u32, sa: usize, esp: usize, textLen: u32): void {
-  const nonce = <usize>load<u32>(ectx + ESPX_NONCES) + (<usize>k << 4);
-  store<u32>(nonce, load<u32>(sa + SA_SALT));
-  store<u64>(nonce + 4, load<u64>(esp + 8));
+/**
+ * Stages GCM descriptor `k` (and its key and descriptor index) for the grouped GCM call; its record
+ * keeps the nonce, the full sequence number `seq` and, with ESN, the 12-byte AAD.
+ */
+function stage(ectx: usize, k: u32, i: u32, sa: usize, esp: usize, textLen: u32, seq: u64): void {
+  const rec = <usize>load<u32>(ectx + ESPX_NONCES) + <usize>k * ESP_REC_SIZE;
+  store<u32>(rec + ESP_REC_NONCE, load<u32>(sa + SA_SALT));
+  store<u64>(rec + ESP_REC_NONCE + 4, load<u64>(esp + 8));
+  store<u64>(rec + ESP_REC_SEQ, seq);
   const text = esp + ESP_PUSH;
   const g = <usize>load<u32>(ectx + ESPX_GCMD) + <usize>k * GCMD_SIZE;
   store<u32>(g + GCMD_TEXT, <u32>text);
   store<u32>(g + GCMD_TEXT_LEN, textLen);
-  store<u32>(g + GCMD_AAD, <u32>esp);
-  store<u32>(g + GCMD_AAD_LEN, 8);
-  store<u32>(g + GCMD_NONCE, <u32>nonce);
+  if ((load<u32>(sa + SA_FLAGS) & ESP_SA_F_ESN) != 0) {
+    const aad = rec + ESP_REC_AAD;
+    store<u32>(aad, load<u32>(esp));
+    store<u32>(aad + 4, bswap<u32>(<u32>(seq >> 32)));
+    store<u32>(aad + 8, bswap<u32>(<u32>seq));
+    store<u32>(g + GCMD_AAD, <u32>aad);
+    store<u32>(g + GCMD_AAD_LEN, 12);
+  } else {
+    store<u32>(g + GCMD_AAD, <u32>esp);
+    store<u32>(g + GCMD_AAD_LEN, 8);
+  }
+  store<u32>(g + GCMD_NONCE, <u32>(rec + ESP_REC_NONCE));
   store<u32>(g + GCMD_TAG, <u32>(text + textLen));
   store<u32>(g + GCMD_TAG_LEN, load<u32>(sa + SA_ICV));
   store<u32>(g + GCMD_STATUS, GCM_OK);
@@ -326,7 +344,8 @@ function sealChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
       continue;
     }
     const seq = load<u64>(sa + SA_SEQ) + 1;
-    if (seq > 0xffffffff) {
+    const esn = (load<u32>(sa + SA_FLAGS) & ESP_SA_F_ESN) != 0;
+    if (esn ? seq == 0 : seq > 0xffffffff) {
       drop(ectx, d, DROP_SEQ_EXHAUSTED);
       continue;
     }
@@ -353,7 +372,7 @@ function sealChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
     store<u8>(t + pad, <u8>pad);
     store<u8>(t + pad + 1, <u8>IPPROTO_UDP);
     const textLen = len + pad + 2;
-    stage(ectx, count, i, sa, esp, textLen);
+    stage(ectx, count, i, sa, esp, textLen, seq);
     store<u32>(d + DESC_PTR, <u32>esp);
     store<u32>(d + DESC_LEN, ESP_PUSH + textLen + load<u32>(sa + SA_ICV));
     add64(sa + SA_PACKETS, 1);
@@ -391,12 +410,14 @@ function openChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
       drop(ectx, d, DROP_MALFORMED);
       continue;
     }
-    if (!replayOk(sa, bswap<u32>(load<u32>(p + 4)))) {
+    const lo = bswap<u32>(load<u32>(p + 4));
+    const seq = (load<u32>(sa + SA_FLAGS) & ESP_SA_F_ESN) != 0 ? inferSeq(sa, lo) : <u64>lo;
+    if (!replayOk(sa, seq)) {
       add64(sa + SA_REPLAY, 1);
       drop(ectx, d, DROP_REPLAY);
       continue;
     }
-    stage(ectx, count, i, sa, p, textLen);
+    stage(ectx, count, i, sa, p, textLen, seq);
     store<u32>(d + DESC_ARG, <u32>((sa - <usize>load<u32>(ectx + ESPX_SAS)) / ESP_SA_SIZE));
     count++;
   }
@@ -416,7 +437,8 @@ function openChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
       drop(ectx, d, DROP_AUTH);
       continue;
     }
-    const reason = afterAuth(sa, text, textLen, flags);
+    const seq = load<u64>(<usize>load<u32>(g + GCMD_NONCE) - ESP_REC_NONCE + ESP_REC_SEQ);
+    const reason = afterAuth(sa, text, textLen, flags, seq);
     if (reason != 0) {
       memory.fill(text, 0, textLen);
       if (reason == DROP_REPLAY) add64(sa + SA_REPLAY, 1);
@@ -447,8 +469,7 @@ function openChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
  * e.g. a duplicate earlier in the batch), then marks it; then the trailer and, with
  * ESP_F_PULL_UDP, the inner UDP header. Returns 0 or the DROP_* reason.
  */
-function afterAuth(sa: usize, text: usize, textLen: u32, flags: u32): u32 {
-  const seq = bswap<u32>(load<u32>(text - ESP_PUSH + 4));
+function afterAuth(sa: usize, text: usize, textLen: u32, flags: u32, seq: u64): u32 {
   if (!replayOk(sa, seq)) return DROP_REPLAY;
   replayMark(sa, seq);
   const padLen = <u32>load<u8>(text + textLen - 2);
@@ -515,38 +536,61 @@ function swapStaged(gcmd: usize, keys: usize, idx: usize, a: u32, b: u32): void 
   store<u32>(pb, t);
 }
 
-// ---- anti-replay (RFC 4303 3.4.3, appendix A2 without ESN) --------------------------------------
+// ---- anti-replay (RFC 4303 3.4.3, appendix A2) --------------------------------------------------
 // T = SA_SEQ is the highest authenticated sequence number; bit (s mod W) of the ring is set when s
 // was received, for s in [T - W + 1, T]. Bits of numbers that leave the window are cleared as T
 // advances, so a bit never speaks for two numbers at once.
 
-@inline function winWord(sa: usize, s: u32): usize {
-  return sa + SA_WINDOW + (<usize>((s & (ESP_REPLAY_WINDOW - 1)) >> 5) << 2);
+@inline function winWord(sa: usize, s: u64): usize {
+  return sa + SA_WINDOW + (<usize>((<u32>s & (ESP_REPLAY_WINDOW - 1)) >> 5) << 2);
 }
 
-function replayOk(sa: usize, seq: u32): bool {
-  if (seq == 0) return false;
+@inline function winBit(s: u64): u32 {
+  return 1 << (<u32>s & 31);
+}
+
+function replayOk(sa: usize, s: u64): bool {
+  if (s == 0) return false;
   const t = load<u64>(sa + SA_SEQ);
-  const s = <u64>seq;
   if (s > t) return true;
   if (t - s >= <u64>ESP_REPLAY_WINDOW) return false;
-  return (load<u32>(winWord(sa, seq)) & (1 << (seq & 31))) == 0;
+  return (load<u32>(winWord(sa, s)) & winBit(s)) == 0;
 }
 
-function replayMark(sa: usize, seq: u32): void {
+function replayMark(sa: usize, s: u64): void {
   const t = load<u64>(sa + SA_SEQ);
-  const s = <u64>seq;
   if (s > t) {
     if (s - t >= <u64>ESP_REPLAY_WINDOW) {
       memory.fill(sa + SA_WINDOW, 0, ESP_REPLAY_WINDOW >> 3);
     } else {
-      for (let x = <u32>t + 1; x < seq; x++) {
+      for (let x = t + 1; x < s; x++) {
         const w = winWord(sa, x);
-        store<u32>(w, load<u32>(w) & ~(1 << (x & 31)));
+        store<u32>(w, load<u32>(w) & ~winBit(x));
       }
     }
     store<u64>(sa + SA_SEQ, s);
   }
-  const w = winWord(sa, seq);
-  store<u32>(w, load<u32>(w) | (1 << (seq & 31)));
+  const w = winWord(sa, s);
+  store<u32>(w, load<u32>(w) | winBit(s));
+}
+
+/**
+ * The full 64-bit sequence number of a packet carrying the low half `lo` (RFC 4303 appendix A2.2):
+ * the high half that puts it nearest the window [T - W + 1, T]. 0 (never valid) for a number that
+ * would lie before the first one.
+ */
+function inferSeq(sa: usize, lo: u32): u64 {
+  const t = load<u64>(sa + SA_SEQ);
+  const tl = <u32>t;
+  const th = <u32>(t >> 32);
+  const w = <u32>ESP_REPLAY_WINDOW;
+  let hi = th;
+  if (tl >= w - 1) {
+    if (lo < tl - w + 1) hi = th + 1;
+  } else if (lo >= tl - w + 1) {
+    // The window reaches back into the previous 2^32 block.
+    if (th == 0) return 0;
+    hi = th - 1;
+  }
+  return (<u64>hi << 32) | <u64>lo;
 }

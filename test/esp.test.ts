@@ -143,17 +143,33 @@ function pair(rig: Rig, spi: number, o: Partial<EspSaOptions> = {}) {
   return { k, inb, out };
 }
 
-function nodeOpenEsp(pkt: Buffer, key: Buffer | Uint8Array, salt: Uint8Array, icv: number): Buffer {
+/** The AAD of an ESP packet: SPI + sequence, or with ESN (`hi` given) SPI + hi + low sequence. */
+function espAad(hdr: Buffer, hi?: number): Buffer {
+  if (hi === undefined) return hdr.subarray(0, 8);
+  const a = Buffer.alloc(12);
+  hdr.copy(a, 0, 0, 4);
+  a.writeUInt32BE(hi, 4);
+  hdr.copy(a, 8, 4, 8);
+  return a;
+}
+
+function nodeOpenEsp(
+  pkt: Buffer,
+  key: Buffer | Uint8Array,
+  salt: Uint8Array,
+  icv: number,
+  hi?: number,
+): Buffer {
   const alg = key.length === 16 ? 'aes-128-gcm' : 'aes-256-gcm';
   const d = createDecipheriv(alg, key, Buffer.concat([salt, pkt.subarray(8, 16)]), { authTagLength: icv });
-  d.setAAD(pkt.subarray(0, 8));
+  d.setAAD(espAad(pkt, hi));
   d.setAuthTag(pkt.subarray(pkt.length - icv));
   return Buffer.concat([d.update(pkt.subarray(16, pkt.length - icv)), d.final()]);
 }
 
 /** ESP as OpenSSL builds it: the payload + given trailer, sealed with nonce salt || iv. */
 function nodeSealEsp(
-  o: { spi: number; seq: number; iv: bigint; key: Uint8Array; salt: Uint8Array; icv: number },
+  o: { spi: number; seq: number; iv: bigint; key: Uint8Array; salt: Uint8Array; icv: number; hi?: number },
   payload: Buffer,
   trailer?: Buffer,
 ): Buffer {
@@ -165,7 +181,7 @@ function nodeSealEsp(
   hdr.writeBigUInt64BE(o.iv, 8);
   const alg = o.key.length === 16 ? 'aes-128-gcm' : 'aes-256-gcm';
   const c = createCipheriv(alg, o.key, Buffer.concat([o.salt, hdr.subarray(8)]), { authTagLength: o.icv });
-  c.setAAD(hdr.subarray(0, 8));
+  c.setAAD(espAad(hdr, o.hi));
   const ct = Buffer.concat([c.update(Buffer.concat([payload, tr])), c.final()]);
   return Buffer.concat([hdr, ct, c.getAuthTag()]);
 }
@@ -633,58 +649,78 @@ test('SAs: rotation with several live keys, peer binding, sequence exhaustion, I
   code(() => oneKey.addSa({ spi: 0x201, ...keys(), dir: 'in' }), 'ERR_KEY_TABLE_FULL');
 });
 
-test('replay window against a slow reference: 4000 random sequence numbers (duplicates, reordering, jumps) in random batches', () => {
-  const rig = new Rig();
-  const k = keys();
-  const spi = 0xa000;
-  rig.esp.addSa({ spi, ...k, dir: 'in' });
-  // The reference: RFC 4303 3.4.3 with a set of every number seen.
-  let top = 0;
-  const seen = new Set<number>();
-  const ref = (s: number): boolean => {
-    const ok = s !== 0 && (s > top || (top - s < W && !seen.has(s)));
-    if (ok) {
-      seen.add(s);
-      top = Math.max(top, s);
+for (const esn of [false, true]) {
+  const start = esn ? 2 ** 32 - 3000 : 0;
+  test(`replay window against a slow reference${esn ? ' (ESN, crossing 2^32)' : ''}: 4000 random sequence numbers (duplicates, reordering, jumps) in random batches`, () => {
+    const rig = new Rig();
+    const k = keys();
+    const spi = 0xa000;
+    rig.esp.addSa({ spi, ...k, dir: 'in', esn, seq: start });
+    // The reference: RFC 4303 3.4.3 with a set of every number seen.
+    let top = start;
+    const seen = new Set<number>();
+    const ref = (s: number): boolean => {
+      const ok = s !== 0 && (s > top || (top - s < W && !seen.has(s)));
+      if (ok) {
+        seen.add(s);
+        top = Math.max(top, s);
+      }
+      return ok;
+    };
+    const body = vxlanDatagram(1, Buffer.alloc(0));
+    let base = start + 1;
+    const seqs: number[] = [];
+    for (let i = 0; i < 4000; i++) {
+      const r = Math.random();
+      if (r < 0.6) seqs.push(base++);
+      else if (r < 0.75)
+        seqs.push(Math.max(0, base - 1 - Math.floor(Math.random() * 40))); // recent: reordered or duplicate
+      else if (r < 0.85)
+        seqs.push(Math.max(0, base - W + Math.floor(Math.random() * 6) - 3)); // around the left edge
+      else if (r < 0.95)
+        seqs.push(seqs[Math.floor(Math.random() * seqs.length)] ?? 1); // any old one
+      else {
+        base += Math.floor(Math.random() * 3 * W); // a jump
+        seqs.push(base);
+      }
     }
-    return ok;
-  };
-  const body = vxlanDatagram(1, Buffer.alloc(0));
-  let base = 1;
-  const seqs: number[] = [];
-  for (let i = 0; i < 4000; i++) {
-    const r = Math.random();
-    if (r < 0.6) seqs.push(base++);
-    else if (r < 0.75)
-      seqs.push(Math.max(0, base - 1 - Math.floor(Math.random() * 40))); // recent: reordered or duplicate
-    else if (r < 0.85)
-      seqs.push(Math.max(0, base - W + Math.floor(Math.random() * 6) - 3)); // around the left edge
-    else if (r < 0.95)
-      seqs.push(seqs[Math.floor(Math.random() * seqs.length)] ?? 1); // any old one
-    else {
-      base += Math.floor(Math.random() * 3 * W); // a jump
-      seqs.push(base);
+    const B = 2 ** 32;
+    const pkts = seqs.map((s, i) =>
+      nodeSealEsp(
+        {
+          spi,
+          seq: s % B,
+          hi: esn ? Math.floor(s / B) : undefined,
+          iv: BigInt(i + 1),
+          key: k.key,
+          salt: k.salt,
+          icv: 8,
+        },
+        body,
+      ),
+    );
+    let i = 0;
+    let accepted = 0;
+    let auth = 0;
+    while (i < pkts.length) {
+      const n = Math.min(pkts.length - i, 1 + Math.floor(Math.random() * 200));
+      const got = rig.open(pkts.slice(i, i + n));
+      got.forEach((r, j) => {
+        const want = ref(seqs[i + j]!);
+        assert.equal(r.verdict === VERDICT_LOCAL, want, `seq ${seqs[i + j]} (#${i + j}, top ${top})`);
+        if (want) accepted++;
+        // With ESN, a number far behind the window is inferred into the next 2^32 block, so its
+        // tag fails (RFC 4303 A2.2): still dropped.
+        else if (esn && r.arg === DROP_AUTH) auth++;
+        else assert.equal(r.arg, DROP_REPLAY);
+      });
+      i += n;
     }
-  }
-  const pkts = seqs.map((s, i) =>
-    nodeSealEsp({ spi, seq: s, iv: BigInt(i + 1), key: k.key, salt: k.salt, icv: 8 }, body),
-  );
-  let i = 0;
-  let accepted = 0;
-  while (i < pkts.length) {
-    const n = Math.min(pkts.length - i, 1 + Math.floor(Math.random() * 200));
-    const got = rig.open(pkts.slice(i, i + n));
-    got.forEach((r, j) => {
-      const want = ref(seqs[i + j]!);
-      assert.equal(r.verdict === VERDICT_LOCAL, want, `seq ${seqs[i + j]} (#${i + j}, top ${top})`);
-      if (!want) assert.equal(r.arg, DROP_REPLAY);
-      else accepted++;
-    });
-    i += n;
-  }
-  assert.ok(accepted > 2000 && accepted < 4000, `a mix of accepted (${accepted}) and replayed`);
-  assert.equal(rig.esp.counters().drops[DROP_REPLAY], 4000 - accepted);
-});
+    assert.ok(accepted > 2000 && accepted < 4000, `a mix of accepted (${accepted}) and replayed`);
+    assert.equal(rig.esp.counters().drops[DROP_REPLAY], 4000 - accepted - auth);
+    if (esn) assert.ok(top > B, 'the run crossed 2^32');
+  });
+}
 
 test('Esp.attach: a worker on the shared memory drives the context (adds SAs, seals) without allocating', async () => {
   const owner = new Esp({ maxSas: 4, maxPeers: 2 });
@@ -732,4 +768,72 @@ test('Esp.attach: a worker on the shared memory drives the context (adds SAs, se
     assert.equal(r.verdict, VERDICT_LOCAL);
     assert.deepEqual(r.out, dgrams[i]);
   });
+});
+
+test('ESN: 64-bit sequence numbers cross 2^32 (AAD carries the high half, checked with node:crypto); replay across the boundary', () => {
+  const rig = new Rig();
+  const k = keys();
+  const spi = 0xc000;
+  const B = 2 ** 32;
+  // Both ends resume at B - 3 (as after 4 billion packets).
+  const inb = rig.esp.addSa({ spi, ...k, esn: true, dir: 'in', seq: B - 3 });
+  const out = rig.esp.addSa({ spi, ...k, esn: true, dir: 'out', seq: B - 3 });
+  assert.equal(rig.esp.sa(out).esn, true);
+  const dgrams = Array.from({ length: 6 }, (_, i) => vxlanDatagram(i));
+  const sealed = rig.sealOk(dgrams, out, true);
+  const full = [B - 2, B - 1, B, B + 1, B + 2, B + 3];
+  sealed.forEach((p, i) => {
+    assert.equal(p.readUInt32BE(4), full[i]! % B, 'the wire carries the low half');
+    const hi = Math.floor(full[i]! / B);
+    assert.deepEqual(nodeOpenEsp(p, k.key, k.salt, 8, hi).subarray(0, dgrams[i]!.length), dgrams[i]);
+    assert.throws(() => nodeOpenEsp(p, k.key, k.salt, 8, hi ^ 1), 'the high half is authenticated');
+  });
+  assert.equal(rig.esp.sa(out).seq, B + 3);
+  // Delivered out of order across the boundary, with duplicates.
+  const order = [1, 3, 0, 2, 3, 5, 4, 1];
+  const res = rig.open(order.map((i) => sealed[i]!));
+  assert.deepEqual(
+    res.map((r) => (r.verdict === VERDICT_LOCAL ? 'ok' : r.arg)),
+    ['ok', 'ok', 'ok', 'ok', DROP_REPLAY, 'ok', 'ok', DROP_REPLAY],
+  );
+  res.forEach((r, j) => {
+    if (r.verdict === VERDICT_LOCAL) assert.deepEqual(r.out, dgrams[order[j]!]);
+  });
+  assert.equal(rig.esp.sa(inb).seq, B + 3);
+  // OpenSSL-sealed packets with the high half inferred: one just below the window edge of the
+  // next block is taken as old (replay), one ahead as new.
+  const mk = (n: number) =>
+    nodeSealEsp(
+      { spi, seq: n % B, hi: Math.floor(n / B), iv: BigInt(n), key: k.key, salt: k.salt, icv: 8 },
+      dgrams[0]!,
+    );
+  assert.deepEqual(
+    rig
+      .open([mk(B + 3 + 5000), mk(B + 3 + 5000 - (W - 1)), mk(B + 3 + 5000 - W), mk(B - 2)])
+      .map((r) => (r.verdict === VERDICT_LOCAL ? 'ok' : r.arg)),
+    ['ok', 'ok', DROP_REPLAY, DROP_REPLAY],
+  );
+  // A packet whose sender used another high half fails authentication, not the window.
+  const wrongHi = nodeSealEsp({ spi, seq: 7, hi: 5, iv: 1n, key: k.key, salt: k.salt, icv: 8 }, dgrams[0]!);
+  assert.equal(rig.open([wrongHi])[0]!.arg, DROP_AUTH);
+  // Without ESN the SA refuses numbers past 2^32 - 1 at setup, and never wraps when sending.
+  assert.throws(
+    () => rig.esp.addSa({ spi: 0xc001, ...keys(), dir: 'out', seq: B }),
+    (e) => isVxError(e, 'ERR_INVALID_ARG'),
+  );
+  // ESN from the start (T < W - 1): the window reaches back before 0, which never was sent.
+  const fresh = rig.esp.addSa({ spi: 0xc002, ...k, esn: true, dir: 'in' });
+  const mk2 = (n: number, hi: number) =>
+    nodeSealEsp(
+      { spi: 0xc002, seq: n, hi, iv: BigInt(9000 + n), key: k.key, salt: k.salt, icv: 8 },
+      dgrams[0]!,
+    );
+  assert.deepEqual(
+    rig
+      .open([mk2(3, 0), mk2(0xffffffff, 0), mk2(1, 0)])
+      .map((r) => (r.verdict === VERDICT_LOCAL ? 'ok' : r.arg)),
+    ['ok', DROP_REPLAY, 'ok'],
+    'with T = 3, low half 0xffffffff falls in the block before 0 (RFC 4303 A2.2): never valid',
+  );
+  assert.equal(rig.esp.sa(fresh).seq, 3);
 });

@@ -44,6 +44,8 @@ export interface EspSaManagerOptions {
   local: string;
   /** ICV length (default 8, as Docker). */
   icvLen?: GcmTagLength;
+  /** 64-bit extended sequence numbers on every SA (default false: Wireshark 4.0 cannot decrypt them). */
+  esn?: boolean;
 }
 
 interface PeerSas {
@@ -120,10 +122,11 @@ export class EspSaManager {
       const rx = deriveSa(secret, id, p.address, local);
       const tx = deriveSa(secret, id, local, p.address);
       const icvLen = this.#o.icvLen ?? 8;
-      const inIdx = esp.addSa({ ...rx, icvLen, dir: 'in' });
+      const esn = this.#o.esn ?? false;
+      const inIdx = esp.addSa({ ...rx, icvLen, esn, dir: 'in' });
       let outIdx: number;
       try {
-        outIdx = esp.addSa({ ...tx, icvLen, dir: 'out' });
+        outIdx = esp.addSa({ ...tx, icvLen, esn, dir: 'out' });
       } catch (e) {
         esp.removeSa(inIdx);
         throw e;

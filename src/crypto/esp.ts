@@ -34,6 +34,7 @@ import {
   ESP_F_PULL_UDP,
   ESP_F_PUSH_UDP,
   ESP_PUSH,
+  ESP_SA_F_ESN,
   ESP_SA_F_OUT,
   ESP_SA_F_USED,
   ESP_SA_SIZE,
@@ -80,7 +81,16 @@ export interface EspSaOptions {
   icvLen?: GcmTagLength;
   /** 'in' decrypts packets carrying this SPI; 'out' encrypts packets bound to it (bindPeer). */
   dir: EspDirection;
-  /** Outbound: the last sequence number already sent (default 0, so the first packet is 1). */
+  /**
+   * 64-bit extended sequence numbers (RFC 4303 2.2.1): the AAD carries the 64-bit number, the wire
+   * its low half; an SA never runs out of numbers. Both ends must agree. Default false (Wireshark
+   * 4.0 decrypts only 32-bit sequence numbers).
+   */
+  esn?: boolean;
+  /**
+   * Outbound: the last sequence number already sent (default 0, so the first packet is 1);
+   * inbound: the right edge of the replay window (default 0). For resuming an SA.
+   */
   seq?: number;
 }
 
@@ -89,6 +99,7 @@ export interface EspSaInfo {
   spi: number;
   dir: EspDirection;
   icvLen: number;
+  esn: boolean;
   /** Outbound: last sequence number sent; inbound: highest authenticated one (right edge of the window). */
   seq: number;
   packets: number;
@@ -255,14 +266,14 @@ export class Esp {
       throw new VxError('ERR_BAD_TAG_LENGTH', `icvLen must be 8, 12 or 16, got ${icv}`);
     }
     const seq = o.seq ?? 0;
-    checkInt('seq', seq, 0, 0xffffffff);
+    checkInt('seq', seq, 0, o.esn ? Number.MAX_SAFE_INTEGER : 0xffffffff);
     const fp = this.#keyRef(o.key, o.salt);
     const entry = this.#keys.get(fp) as KeyEntry;
     const c = this.core;
     const dv = c.dv();
     const rec = dv.getUint32(this.ctx + ESPX_STAGE, true);
     dv.setUint32(rec + SA_SPI, o.spi, true);
-    dv.setUint32(rec + SA_FLAGS, o.dir === 'out' ? ESP_SA_F_OUT : 0, true);
+    dv.setUint32(rec + SA_FLAGS, (o.dir === 'out' ? ESP_SA_F_OUT : 0) | (o.esn ? ESP_SA_F_ESN : 0), true);
     dv.setUint32(rec + SA_ICV, icv, true);
     dv.setUint32(rec + SA_GCM, this.#slotCtx(entry.slot), true);
     c.u8().set(o.salt, rec + SA_SALT);
@@ -342,6 +353,7 @@ export class Esp {
       spi: dv.getUint32(p + SA_SPI, true),
       dir: flags & ESP_SA_F_OUT ? 'out' : 'in',
       icvLen: dv.getUint32(p + SA_ICV, true),
+      esn: (flags & ESP_SA_F_ESN) !== 0,
       seq: u64(SA_SEQ),
       packets: u64(SA_PACKETS),
       bytes: u64(SA_BYTES),
