@@ -126,3 +126,15 @@ test('vxnet demo: Ctrl-C while it runs removes the lab', { skip }, async (t) => 
   assert.doesNotMatch(r.out, /\[2\/6\]/, 'it stopped building');
   assert.deepEqual(await leftovers(prefix, dir), []);
 });
+
+test('vxnet demo: a daemon dying mid-demo fails it with a code, and the lab still goes', {
+  skip,
+}, async (t) => {
+  const { prefix, dir, env } = setup(t);
+  // The daemons inherit the environment: host1's kills itself (-9) right after starting web.
+  const r = await demo({ ...env, VXNET_CRASH_AT: 'run:spawned' });
+  assert.equal(r.code, 1, `${r.out}\n${r.err}`);
+  assert.match(r.err, /vxnet: ERR_DAEMON_UNREACHABLE: /);
+  assert.match(r.out, /==> \[3\/6\][\s\S]*==> \[6\/6\] Cleaning up/);
+  assert.deepEqual(await leftovers(prefix, dir), [], "web's namespace and process went with the lab");
+});
