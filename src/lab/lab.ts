@@ -216,10 +216,18 @@ export async function labUp(o: LabOptions = {}): Promise<Lab> {
       'ERR_LAB_EXISTS',
       `a lab is already up (state in ${join(s.dir, STATE_FILE)}); run 'vxnet lab down' first`,
     );
+  const existing = await listNetns();
   for (const name of [s.underlay.ns, s.etcd.ns, ...s.hosts.map((h) => h.ns)])
-    if ((await listNetns()).includes(name))
+    if (existing.includes(name))
       throw new VxError('ERR_LAB_EXISTS', `namespace "${name}" already exists (a lab made elsewhere?)`);
-  writeState(s);
+  // Created exclusively: of two `lab up` at once, one gets ERR_LAB_EXISTS here.
+  try {
+    writeFileSync(join(s.dir, STATE_FILE), `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new VxError('ERR_LAB_EXISTS', `a lab is already up (state in ${join(s.dir, STATE_FILE)})`);
+    throw e;
+  }
   const step = () => {
     if (o.signal?.aborted) throw new VxError('ERR_INTERRUPTED', 'lab up was interrupted');
   };
