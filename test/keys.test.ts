@@ -218,3 +218,39 @@ test('keys: deriveSa gives both ends the same SA, a different one per direction 
     (e) => isVxError(e, 'ERR_INVALID_ARG'),
   );
 });
+
+test('keys: an ack that fails to write (store away) is retried until it lands, and the rotation completes', async () => {
+  const store = createMemoryStore();
+  let failures = 3;
+  // The store refuses this host's ack puts a few times, as etcd would while unreachable.
+  const flaky: Store = Object.create(store) as Store;
+  flaky.put = async (key, value, opts) => {
+    if (key.startsWith(ACKS) && failures > 0) {
+      failures--;
+      throw Object.assign(new Error('store unavailable'), { code: 'ERR_STORE_UNAVAILABLE' });
+    }
+    return store.put(key, value, opts);
+  };
+  const { hosts, violations } = cluster(store, ['p', 'q']);
+  const { log, text } = capture();
+  hosts[1].km = new KeyManager({
+    store: flaky,
+    hostId: 'q',
+    log,
+    hosts: async () => ['p', 'q'],
+    rotateEveryMs: 0,
+    retryMs: 20,
+    apply: (k) => {
+      hosts[1].installed = new Set(k.keys.map((x) => x.id));
+      hosts[1].sending = k.primary;
+    },
+  });
+  await Promise.all(hosts.map((h) => h.km.start()));
+  assert.deepEqual(await hosts[0].km.rotate({ timeoutMs: 5000 }), { id: 2 });
+  assert.equal(failures, 0, 'the failing puts happened');
+  await until(() => hosts.every((h) => h.sending === 2), 'both on key 2');
+  assert.match(text(), /retrying/);
+  assert.deepEqual(violations, []);
+  for (const h of hosts) h.km.close();
+  await store.close();
+});

@@ -93,6 +93,8 @@ export interface KeyManagerOptions {
   rotateEveryMs?: number;
   /** A local copy of the ring (mode 0600), e.g. <state-dir>/keys.json. */
   keyFile?: string;
+  /** Wait before retrying a failed step (store unavailable), ms. Default 1000. */
+  retryMs?: number;
   now?: () => number;
 }
 
@@ -106,6 +108,7 @@ export class KeyManager {
   #closed = false;
   #waiters: { id: number; resolve: () => void }[] = [];
   #appliedText = '';
+  #ackedText = '';
 
   constructor(o: KeyManagerOptions) {
     const every = o.rotateEveryMs ?? DEFAULT_ROTATE_INTERVAL_MS;
@@ -257,12 +260,14 @@ export class KeyManager {
   #kick(): void {
     this.#chain = this.#chain
       .then(() => this.#step())
-      .catch((err) =>
+      .catch((err) => {
         this.#o.log.warn(
           { err: { code: (err as VxError).code, message: (err as Error).message } },
-          'key manager step failed',
-        ),
-      );
+          'key manager step failed; retrying',
+        );
+        // E.g. the store is away: try again later even if no watch event comes.
+        if (!this.#closed) setTimeout(() => this.#kick(), this.#o.retryMs ?? 1000).unref();
+      });
   }
 
   /** Applies the ring if it changed, acknowledges, completes a pending switch, resolves waiters, schedules. */
@@ -280,8 +285,12 @@ export class KeyManager {
       this.#appliedText = text;
       this.#writeKeyFile(ring);
       this.#o.log.info({ keys: ids, primary: ring.primary, pending: ring.pending }, 'keys applied');
+    }
+    if (text !== this.#ackedText) {
+      // Separate from applying: a failed put (store away) is retried on the next pass.
       const ack: AckRecord = { host: this.#o.hostId, keys: ids, at: new Date(this.#now()).toISOString() };
       await this.#o.store.put(ackKey(this.#o.hostId), JSON.stringify(ack));
+      this.#ackedText = text;
     }
     if (ring.pending !== null && (await this.#missingAcks(ring.pending)).length === 0)
       await this.#switch(ring);
