@@ -39,6 +39,7 @@ import { PeerTable } from './peers.js';
 import { GATEWAY_IP, GATEWAY_SUBNET } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
+import { TapPorts } from './tap-ports.js';
 
 export const DEFAULT_SOCKET = '/run/vxnet/vxnet.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/vxnet';
@@ -46,6 +47,7 @@ export const DEFAULT_STATE_DIR = '/var/lib/vxnet';
 /** VXLAN port implementations by `--vxlan-port` name; the lead registers the TAP datapath here. */
 export const PORT_KINDS: Record<string, (o: PortContext) => OverlayPorts> = {
   kernel: (o) => new KernelVxlanPorts({ hostNetns: o.hostNetns, local: o.advertise }),
+  tap: (o) => new TapPorts({ hostNetns: o.hostNetns, local: o.advertise }),
 };
 
 /** What a VXLAN port implementation is told when the daemon makes it. */

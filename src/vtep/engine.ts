@@ -33,12 +33,15 @@ import { IoWorker } from '../io/worker.js';
 import { Datapath, type DatapathEvent, SCRATCH_RECORDS } from '../wasm/datapath.js';
 import { core } from '../wasm/module.js';
 import { type Counters, countersOf, IO_STATS_BYTES, type IoCounters, readIoCounters } from './counters.js';
+import { inNetns } from './netns.js';
 import { offloadRegions } from './offload.js';
 import type { Control, ControlOp, RemoteRef, ServiceData, ServiceMessage } from './service.js';
 
 export interface EngineOptions {
   /** Local underlay address to bind (and the source of raw-underlay datagrams). Default 0.0.0.0. */
   local?: string;
+  /** Network namespace (/run/netns/NAME) to open the underlay socket(s) in (default: this process's). */
+  netns?: string;
   /** Data-path UDP port (default 4789), also the destination port of peers given without one. */
   port?: number;
   /** Learn remote MACs and unknown source peers from received traffic (default false). */
@@ -78,6 +81,8 @@ export interface PortOptions {
   mtu?: number;
   /** Bring the TAP up (default true). */
   up?: boolean;
+  /** Make the TAP inside this network namespace (default: this process's). */
+  netns?: string;
 }
 
 export interface Remote {
@@ -121,6 +126,8 @@ export interface TapPort {
   vni: number;
   name: string;
   tap: TapDevice;
+  /** The namespace the TAP was made in (undefined: this process's). */
+  netns?: string;
 }
 
 const SEND_BATCH = 64;
@@ -198,10 +205,12 @@ export class VtepEngine extends EventEmitter {
       ...(o.ageingSeconds !== undefined ? { ageingSeconds: o.ageingSeconds } : {}),
       ...(rawOuter !== undefined ? { rawUnderlayOuter: rawOuter } : {}),
     });
-    const udp = UdpBind.open({ address: local, port, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 });
+    const udp = inNetns(o.netns, () =>
+      UdpBind.open({ address: local, port, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
+    );
     let raw: RawSender | undefined;
     try {
-      if (underlay === 'raw') raw = RawSender.open({ family: 4, sndbuf: 8 << 20 });
+      if (underlay === 'raw') raw = inNetns(o.netns, () => RawSender.open({ family: 4, sndbuf: 8 << 20 }));
       const frame = offload ? TSO_MAX_FRAME : 9216;
       const fromTap = new PacketBatch({ capacity: offload ? 16 : 64, frameCapacity: frame });
       const fromUdp = new PacketBatch({ capacity: offload ? 32 : 64, frameCapacity: offload ? 65535 : 9216 });
@@ -317,13 +326,21 @@ export class VtepEngine extends EventEmitter {
   /** Creates the TAP of `vni` and starts forwarding it. Errors: ERR_VNI_IN_USE, ERR_TAP_*. */
   async addPort(o: PortOptions): Promise<TapPort> {
     if (this.ports.has(o.vni)) throw new VxError('ERR_VNI_IN_USE', `VNI ${o.vni} already has a port`);
-    const tap = TapDevice.open({
-      ...(o.name !== undefined ? { name: o.name } : {}),
-      vnetHdr: this.offload,
-      ...(o.mtu !== undefined ? { mtu: o.mtu } : {}),
-      up: o.up ?? true,
-    });
-    const port: TapPort = { vni: o.vni, name: tap.name, tap };
+    const tap = inNetns(o.netns, () =>
+      TapDevice.open({ ...(o.name !== undefined ? { name: o.name } : {}), vnetHdr: this.offload }),
+    );
+    try {
+      tap.setLink({ mtu: o.mtu, up: o.up ?? true, ...(o.netns !== undefined ? { netns: o.netns } : {}) });
+    } catch (e) {
+      tap.close();
+      throw e;
+    }
+    const port: TapPort = {
+      vni: o.vni,
+      name: tap.name,
+      tap,
+      ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    };
     this.ports.set(o.vni, port);
     try {
       await this.request({ op: 'addPort', vni: o.vni, tap: tap.handle(), mtu: o.mtu ?? 1500 });
@@ -349,6 +366,11 @@ export class VtepEngine extends EventEmitter {
 
   portOf(vni: number): TapPort | undefined {
     return this.ports.get(vni);
+  }
+
+  /** Every port, by VNI. */
+  portList(): TapPort[] {
+    return [...this.ports.values()];
   }
 
   // ---- Remote endpoints ------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+// OverlayPorts on vxnet's own datapath: each network's VXLAN port is a TAP served by one
+// VtepEngine per daemon (src/vtep/engine.ts) instead of the kernel's `vxlan` device.
+//
+// Owns: the engine (opened on the first network: its data-path socket bound in the host's
+// namespace on --cluster-advertise, or any address, port 4789), one TAP per network made straight
+// inside the network's sandbox and enslaved to br0, and the remote endpoints last applied per
+// network. setRemotes diffs the whole table against what was applied, so entries that stay are
+// never touched: per VTEP a flood-list entry (broadcast and unknown unicast go to every host of
+// the network, as the kernel port's all-zeros entries do), per endpoint a static FDB entry and a
+// neighbour entry the ARP proxy answers from. No learning: remote MACs come only from the store.
+// The TAPs live as long as the daemon's fds: close() removes them (they are not persistent), and a
+// restarted daemon makes them again in ensure().
+// `encrypted` is not carried yet: these ports send cleartext VXLAN.
+import { VXLAN_PORT } from '../../assembly/constants.js';
+import { setLink } from '../kernel/link.js';
+import { netnsExists } from '../kernel/netns.js';
+import type { Counters } from '../vtep/counters.js';
+import { VtepEngine } from '../vtep/engine.js';
+import type {
+  FdbEntry,
+  OverlayPorts,
+  PeerInfo,
+  PortRef,
+  PortSpec,
+  PortStats,
+  RemoteEndpoint,
+} from './ports.js';
+
+/** The TAP's name inside every sandbox (each sandbox is its own namespace). */
+const DEV = 'vxtap0';
+
+export interface TapPortsOptions {
+  /** The host's namespace, where the data-path socket is bound (default: this process's). */
+  hostNetns?: string;
+  /** Address to bind (this host's --cluster-advertise); default any IPv4 address. */
+  local?: string;
+}
+
+interface Applied {
+  ref: PortRef;
+  /** The table asked for (kept also while the port does not exist yet). */
+  remotes: RemoteEndpoint[];
+  /** What the engine holds now: VTEPs, MAC -> VTEP, IP -> MAC. */
+  vteps: Set<string>;
+  fdb: Map<string, string>;
+  neigh: Map<string, string>;
+  up: boolean;
+}
+
+export class TapPorts implements OverlayPorts {
+  readonly kind = 'vxnet-tap';
+  private engine: Promise<VtepEngine> | undefined;
+  private readonly nets = new Map<string, Applied>();
+  /** One change at a time: ensure/remove/setRemotes of several networks interleave otherwise. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly o: TapPortsOptions = {}) {}
+
+  private serial<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(f, f);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private open(): Promise<VtepEngine> {
+    this.engine ??= VtepEngine.open({
+      ...(this.o.local !== undefined ? { local: this.o.local } : {}),
+      ...(this.o.hostNetns !== undefined ? { netns: this.o.hostNetns } : {}),
+      port: VXLAN_PORT,
+      learning: false,
+      arpProxy: true,
+      floodUnknown: true,
+    });
+    this.engine.catch(() => {
+      this.engine = undefined;
+    });
+    return this.engine;
+  }
+
+  private state(ref: PortRef): Applied {
+    let a = this.nets.get(ref.network);
+    if (!a) {
+      a = { ref, remotes: [], vteps: new Set(), fdb: new Map(), neigh: new Map(), up: false };
+      this.nets.set(ref.network, a);
+    }
+    a.ref = { network: ref.network, vni: ref.vni, sandbox: ref.sandbox };
+    return a;
+  }
+
+  ensure(spec: PortSpec): Promise<void> {
+    return this.serial(async () => {
+      const engine = await this.open();
+      const a = this.state(spec);
+      const existing = engine.portOf(spec.vni);
+      if (existing && (!a.up || existing.netns !== spec.sandbox)) await engine.removePort(spec.vni);
+      if (!engine.portOf(spec.vni)) {
+        a.vteps.clear();
+        a.fdb.clear();
+        a.neigh.clear();
+        await engine.addPort({ vni: spec.vni, name: DEV, mtu: spec.mtu, netns: spec.sandbox });
+      }
+      await setLink(DEV, { netns: spec.sandbox, mtu: spec.mtu, master: spec.bridge, up: true });
+      a.up = true;
+      await this.program(engine, a);
+    });
+  }
+
+  remove(ref: PortRef): Promise<void> {
+    return this.serial(async () => {
+      this.nets.delete(ref.network);
+      const engine = this.engine && (await this.engine.catch(() => undefined));
+      await engine?.removePort(ref.vni);
+    });
+  }
+
+  setRemotes(ref: PortRef, remotes: RemoteEndpoint[]): Promise<void> {
+    return this.serial(async () => {
+      const a = this.state(ref);
+      a.remotes = remotes;
+      if (a.up && this.engine) await this.program(await this.engine, a);
+    });
+  }
+
+  /** Makes the engine's peers, FDB and neighbours of the network equal its remotes table. */
+  private async program(engine: VtepEngine, a: Applied): Promise<void> {
+    const vni = a.ref.vni;
+    const vteps = new Set(a.remotes.map((r) => r.vtep));
+    const fdb = new Map(a.remotes.map((r) => [r.mac.toLowerCase(), r.vtep]));
+    const neigh = new Map(a.remotes.map((r) => [r.ip, r.mac.toLowerCase()]));
+    for (const v of vteps) if (!a.vteps.has(v)) await engine.addPeer(vni, v);
+    const addFdb = [...fdb]
+      .filter(([mac, v]) => a.fdb.get(mac) !== v)
+      .map(([mac, v]) => ({ mac, remote: v }));
+    if (addFdb.length > 0) await engine.addFdb(vni, addFdb);
+    const goneFdb = [...a.fdb.keys()].filter((mac) => !fdb.has(mac));
+    if (goneFdb.length > 0) await engine.removeFdb(vni, goneFdb);
+    const addNeigh = [...neigh]
+      .filter(([ip, mac]) => a.neigh.get(ip) !== mac)
+      .map(([ip, mac]) => ({ ip, mac }));
+    if (addNeigh.length > 0) await engine.addNeigh(vni, addNeigh);
+    const goneNeigh = [...a.neigh.keys()].filter((ip) => !neigh.has(ip));
+    if (goneNeigh.length > 0) await engine.removeNeigh(vni, goneNeigh);
+    for (const v of a.vteps) if (!vteps.has(v)) await engine.removePeer(vni, v);
+    a.vteps = vteps;
+    a.fdb = fdb;
+    a.neigh = neigh;
+  }
+
+  async fdb(ref: PortRef): Promise<FdbEntry[]> {
+    const a = this.nets.get(ref.network);
+    const engine = this.engine && (await this.engine.catch(() => undefined));
+    if (!a?.up || !engine) return [];
+    const ips = new Map(a.remotes.map((r) => [r.mac.toLowerCase(), r.ip]));
+    return engine.fdb(ref.vni).map((e) => {
+      const entry: FdbEntry = {
+        network: ref.network,
+        vni: ref.vni,
+        mac: e.mac,
+        vtep: e.address,
+        kind: e.static ? 'static' : 'learned',
+      };
+      const ip = ips.get(e.mac);
+      if (ip !== undefined) entry.ip = ip;
+      return entry;
+    });
+  }
+
+  async peers(): Promise<PeerInfo[]> {
+    const byVtep = new Map<string, PeerInfo>();
+    for (const [network, a] of this.nets) {
+      for (const r of a.remotes) {
+        const p = byVtep.get(r.vtep) ?? { vtep: r.vtep, networks: [], endpoints: 0 };
+        if (!p.networks.includes(network)) p.networks.push(network);
+        p.endpoints++;
+        byVtep.set(r.vtep, p);
+      }
+    }
+    return [...byVtep.values()];
+  }
+
+  async stats(ref: PortRef): Promise<PortStats> {
+    const engine = this.engine && (await this.engine.catch(() => undefined));
+    const c = engine?.stats().vnis.get(ref.vni);
+    return { network: ref.network, vni: ref.vni, counters: c ? flatten(c) : {} };
+  }
+
+  /** Ports of networks not in `keep` go (after a crash the TAPs went with the old process). */
+  sweep(keep: PortRef[]): Promise<void> {
+    return this.serial(async () => {
+      const vnis = new Set(keep.map((k) => k.vni));
+      for (const [network, a] of this.nets) if (!vnis.has(a.ref.vni)) this.nets.delete(network);
+      const engine = this.engine && (await this.engine.catch(() => undefined));
+      if (!engine) return;
+      for (const p of engine.portList()) if (!vnis.has(p.vni)) await engine.removePort(p.vni);
+      for (const a of this.nets.values()) if (!netnsExists(a.ref.sandbox)) a.up = false;
+    });
+  }
+
+  close(): Promise<void> {
+    return this.serial(async () => {
+      const engine = this.engine && (await this.engine.catch(() => undefined));
+      this.engine = undefined;
+      this.nets.clear();
+      await engine?.close();
+    });
+  }
+}
+
+/** The counters by name, drops as `drops.<reason>`. */
+function flatten(c: Counters): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(c)) {
+    if (typeof v === 'number') out[k] = v;
+  }
+  for (const [k, v] of Object.entries(c.drops)) out[`drops.${k}`] = v;
+  return out;
+}
