@@ -1,7 +1,7 @@
 // `vxnet tunnel` against the Linux kernel's VXLAN device, through the command line only: host 1 of
 // a lab pair runs vxnet (its TAP on br0), host 2 the kernel's `vxlan` with the same VNI and port.
 // Ping both ways (also full-MTU frames with DF), a TCP transfer both ways whose SHA-256 matches,
-// the counters JSON on SIGUSR1, and a clean exit on SIGTERM that removes the TAP. Variants: UDP
+// the counters JSON on SIGUSR1, and a clean exit on SIGTERM (SIGINT for one) that removes the TAP. Variants: UDP
 // underlay, raw underlay, IPv6 underlay (kernel with Linux's default UDPv6 checksums), and learning
 // with no configured remote: the kernel sends each flow from its own UDP source port, yet exactly
 // one peer (its address, at the VXLAN port) must be learned and answered. Needs root.
@@ -27,7 +27,11 @@ const BYTES = 4 << 20;
 
 after(stopAllTunnels);
 
-async function interop(pairOpts: PairOptions, tunnelOpts: Partial<TunnelOptions>): Promise<void> {
+async function interop(
+  pairOpts: PairOptions,
+  tunnelOpts: Partial<TunnelOptions>,
+  stopWith: 'SIGTERM' | 'SIGINT' = 'SIGTERM',
+): Promise<void> {
   const pair = await createPair({ ...pairOpts, vtep: ['none', 'kernel'] });
   try {
     const [a, b] = pair.hosts;
@@ -75,9 +79,17 @@ async function interop(pairOpts: PairOptions, tunnelOpts: Partial<TunnelOptions>
       );
       assert.ok(counter(s.peers[0]!.counters, 'rxPackets') > 0);
     } finally {
-      exit = await tun.stop();
+      exit = await tun.stop({ signal: stopWith });
     }
-    assert.equal(exit.code, 0, `exit code; stderr: ${tun.log()}`);
+    assert.equal(exit.code, 0, `exit code after ${stopWith}; stderr: ${tun.log()}`);
+    assert.equal(
+      tun
+        .log()
+        .split('\n')
+        .filter((l) => l === 'vxnet tunnel: ready').length,
+      1,
+      'one ready line',
+    );
     assert.equal(exit.tapLeftBehind, false, 'the TAP is removed on SIGTERM');
     assert.ok(exit.stats, 'counters printed before exit');
   } finally {
@@ -91,7 +103,7 @@ test('vxnet tunnel <-> kernel vxlan: ping and TCP both ways (UDP underlay)', { s
 );
 
 test('vxnet tunnel <-> kernel vxlan: ping and TCP both ways (raw underlay)', { skip, timeout: 60000 }, () =>
-  interop({}, { underlay: 'raw' }),
+  interop({}, { underlay: 'raw' }, 'SIGINT'),
 );
 
 test('vxnet tunnel <-> kernel vxlan over an IPv6 underlay (fd77::)', { skip, timeout: 60000 }, () =>

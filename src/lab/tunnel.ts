@@ -70,8 +70,11 @@ export interface Tunnel {
   argv: string[];
   /** Sends SIGUSR1 and resolves the JSON line it prints. */
   stats(timeoutMs?: number): Promise<TunnelStats>;
-  /** SIGTERM (SIGKILL after `graceMs`); resolves how it exited and its last counters. Can run twice. */
-  stop(graceMs?: number): Promise<TunnelExit>;
+  /**
+   * `signal` (SIGTERM by default; SIGINT also ends it), SIGKILL after `graceMs`; resolves how it
+   * exited and its last counters. Can run twice.
+   */
+  stop(o?: { signal?: 'SIGTERM' | 'SIGINT'; graceMs?: number }): Promise<TunnelExit>;
   /** Everything it printed on stderr so far (for failure messages). */
   log(): string;
 }
@@ -207,12 +210,12 @@ function track(child: ChildProcess, ns: string, name: string, argv: string[]) {
       child.kill('SIGUSR1');
       return parseStats(await nextLine(timeoutMs));
     },
-    stop(graceMs = 5000) {
+    stop(o = {}) {
       stopping ??= (async () => {
         running.delete(tunnel);
         lines.length = 0;
-        if (!done) child.kill('SIGTERM');
-        const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        if (!done) child.kill(o.signal ?? 'SIGTERM');
+        const kill = setTimeout(() => child.kill('SIGKILL'), o.graceMs ?? 5000);
         const x = await exited;
         clearTimeout(kill);
         // The final counters line, if the tunnel printed one before exiting.
