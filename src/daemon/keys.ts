@@ -93,7 +93,7 @@ export interface KeyManagerOptions {
   rotateEveryMs?: number;
   /** A local copy of the ring (mode 0600), e.g. <state-dir>/keys.json. */
   keyFile?: string;
-  /** Wait before retrying a failed step (store unavailable), ms. Default 1000. */
+  /** Wait before retrying a failed step (store unavailable) or re-checking a pending rotation, ms. Default 1000. */
   retryMs?: number;
   now?: () => number;
 }
@@ -108,6 +108,7 @@ export class KeyManager {
   #closed = false;
   #waiters: { id: number; resolve: () => void }[] = [];
   #appliedText = '';
+  #pendingPoll: NodeJS.Timeout | undefined;
   #ackedText = '';
 
   constructor(o: KeyManagerOptions) {
@@ -167,6 +168,7 @@ export class KeyManager {
     this.#closed = true;
     this.#watcher?.close();
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#pendingPoll) clearTimeout(this.#pendingPoll);
     for (const w of this.#waiters.splice(0)) w.resolve();
   }
 
@@ -292,8 +294,18 @@ export class KeyManager {
       await this.#o.store.put(ackKey(this.#o.hostId), JSON.stringify(ack));
       this.#ackedText = text;
     }
-    if (ring.pending !== null && (await this.#missingAcks(ring.pending)).length === 0)
-      await this.#switch(ring);
+    if (ring.pending !== null) {
+      if ((await this.#missingAcks(ring.pending)).length === 0) await this.#switch(ring);
+      // Hosts can also leave (membership lease gone) without any event under /vxnet/keys/: look
+      // again while the rotation is pending.
+      else if (!this.#pendingPoll) {
+        this.#pendingPoll = setTimeout(() => {
+          this.#pendingPoll = undefined;
+          if (!this.#closed) this.#kick();
+        }, this.#o.retryMs ?? 1000);
+        this.#pendingPoll.unref();
+      }
+    }
     for (const w of this.#waiters.filter((x) => ring.primary >= x.id)) {
       this.#waiters = this.#waiters.filter((x) => x !== w);
       w.resolve();
