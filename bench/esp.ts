@@ -1,8 +1,9 @@
 // npm run bench:esp — ESP (RFC 4303 + RFC 4106 AES-128-GCM, 8-byte ICV) seal+open of VXLAN UDP
 // datagrams: vxnet's WASM batches next to node:crypto doing the same per packet.
 //
-// Case `esp-seal+open`, at 64 and 1400 bytes of UDP datagram (the ESP payload), unit MB/s of
-// payload, each packet sealed once and opened once per unit:
+// Cases `esp-seal+open` (each packet sealed once and opened once per unit) and `esp-seal` (sealed
+// only: the sender's share), at 64 and 1400 bytes of UDP datagram (the ESP payload), unit MB/s of
+// payload:
 // - `wasm`: one thread; per call, one Esp.seal and one Esp.open over a batch of 64 descriptors
 //   already in WASM memory (ESP header, IV, padding, trailer, ICV, SPI lookup, replay window,
 //   padding check included). Open restores the datagram in place, so the next call only resets the
@@ -38,7 +39,7 @@ const ICV = 8;
 const RUN_MS = 150;
 const ROUNDS = 7;
 
-function wasmRunner(size: number): () => void {
+function wasmRunner(size: number, open = true): () => void {
   const esp = new Esp({ maxSas: 4, maxPeers: 4 });
   const key = crypto.randomBytes(16);
   const salt = crypto.randomBytes(4);
@@ -57,6 +58,7 @@ function wasmRunner(size: number): () => void {
       dv.setUint32(d + DESC_ARG, 0, true);
     }
     esp.seal(batch.descs, BATCH);
+    if (!open) return;
     if (esp.open(batch.descs, BATCH) !== BATCH) throw new Error('ESP open failed in the bench');
     if (dv.getUint32(batch.desc(0) + DESC_VERDICT, true) !== VERDICT_LOCAL) throw new Error('not opened');
   };
@@ -77,7 +79,7 @@ function gcmRunner(size: number): () => void {
   };
 }
 
-function nodeRunner(size: number): () => void {
+function nodeRunner(size: number, open = true): () => void {
   const key = crypto.randomBytes(16);
   const salt = crypto.randomBytes(4);
   const payloads = Array.from({ length: BATCH }, () => crypto.randomBytes(size));
@@ -96,6 +98,7 @@ function nodeRunner(size: number): () => void {
       e.setAAD(hdr.subarray(0, 8));
       const ct = Buffer.concat([e.update(p), e.update(trailer), e.final()]);
       const tag = e.getAuthTag();
+      if (!open) continue;
       const d = crypto.createDecipheriv('aes-128-gcm', key, nonce, { authTagLength: ICV });
       d.setAAD(hdr.subarray(0, 8));
       d.setAuthTag(tag);
@@ -122,30 +125,35 @@ function timeRound(fn: () => void, bytes: number, cpu: number[]): number {
   return (calls * bytes) / (Number(t - t0) / 1e9) / 1e6;
 }
 
-for (const size of SIZES) {
-  const impls = [
-    { impl: 'wasm', fn: wasmRunner(size) },
-    { impl: 'wasm-gcm-only', fn: gcmRunner(size) },
-    { impl: 'node-crypto', fn: nodeRunner(size) },
-  ];
-  const xs = impls.map(() => [] as number[]);
-  const cpu = impls.map(() => [] as number[]);
-  for (let r = 0; r <= ROUNDS; r++) {
+const CASES = [
+  { bench: 'esp-seal+open', open: true },
+  { bench: 'esp-seal', open: false },
+];
+
+for (const { bench, open } of CASES) {
+  for (const size of SIZES) {
+    const impls = [
+      { impl: 'wasm', fn: wasmRunner(size, open) },
+      ...(open ? [{ impl: 'wasm-gcm-only', fn: gcmRunner(size) }] : []),
+      { impl: 'node-crypto', fn: nodeRunner(size, open) },
+    ];
+    const xs = impls.map(() => [] as number[]);
+    const cpu = impls.map(() => [] as number[]);
+    for (let r = 0; r <= ROUNDS; r++) {
+      impls.forEach((m, i) => {
+        const c: number[] = [];
+        const v = timeRound(m.fn, BATCH * size, c);
+        if (r > 0) {
+          xs[i]!.push(v);
+          cpu[i]!.push(c[0]!);
+        }
+      });
+    }
+    const per = impls.map((m, i) => `${m.impl} ${median(cpu[i]!).toFixed(1)}`).join(', ');
+    note(`${bench} ${size} B, MB per CPU-second: ${per}`);
     impls.forEach((m, i) => {
-      const c: number[] = [];
-      const v = timeRound(m.fn, BATCH * size, c);
-      if (r > 0) {
-        xs[i]!.push(v);
-        cpu[i]!.push(c[0]!);
-      }
+      record({ bench, case: `${size}`, impl: m.impl, value: median(xs[i]!), unit: 'MB/s' });
     });
   }
-  const [cw, cg, cn] = cpu.map((c) => median(c));
-  note(
-    `esp-seal+open ${size} B per CPU-second: wasm ${cw!.toFixed(1)} MB/s (GCM alone ${cg!.toFixed(1)}), node-crypto ${cn!.toFixed(1)} MB/s, wasm/node ${(cw! / cn!).toFixed(2)}x`,
-  );
-  impls.forEach((m, i) => {
-    record({ bench: 'esp-seal+open', case: `${size}`, impl: m.impl, value: median(xs[i]!), unit: 'MB/s' });
-  });
 }
 report();
