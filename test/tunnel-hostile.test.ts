@@ -4,12 +4,14 @@
 // peer: truncated VXLAN headers, truncated inner Ethernet, bad flags, non-zero reserved bits,
 // wrong VNIs, oversized frames, random bytes (each classified by the slow reference below), and
 // well-formed VXLAN from the stranger. Each class must show up, exactly, under its drop reason in
-// the counters JSON (SIGUSR1), and the ping must lose at most 2 packets. Needs root.
+// the counters JSON (SIGUSR1), and the ping must lose at most 2 packets. And a TAP deleted under a
+// running tunnel ends it with ERR_IO_WORKER and exit code 1, not silently. Needs root.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { VXLAN_FLAG_I, VXLAN_HLEN } from '../assembly/constants.js';
+import { ip } from '../src/kernel/exec.js';
 import { addStranger, createPair, overlayMac } from '../src/lab/pair.js';
-import { sendDatagrams, startPing, waitPing } from '../src/lab/traffic.js';
+import { ping, sendDatagrams, startPing, waitPing } from '../src/lab/traffic.js';
 import {
   drops,
   startPairTunnel,
@@ -189,6 +191,27 @@ test('hostile datagrams are dropped under their reasons while a ping keeps flowi
       exit = await tun.stop();
     }
     assert.equal(exit.code, 0, `the tunnel survived and exited cleanly; stderr: ${tun.log()}`);
+  } finally {
+    await pair.destroy();
+  }
+});
+
+test('its TAP deleted from outside: vxnet tunnel says why and exits non-zero', {
+  skip,
+  timeout: 60000,
+}, async () => {
+  const pair = await createPair({ vni: VNI, vtep: ['none', 'kernel'] });
+  try {
+    const [a, b] = pair.hosts;
+    const tun = await startPairTunnel(pair, 0, {});
+    await waitPing(b.container, a.overlayIp);
+    await ip(['link', 'del', 'dev', tun.name], { netns: a.ns, action: 'delete the tunnel TAP' });
+    // Traffic towards it makes the kernel answer the TAP's reads with an error (if it has not yet).
+    await ping(b.container, a.overlayIp, { count: 2, intervalS: 0.05, waitS: 1 });
+    const exit = await tun.stop({ graceMs: 10000 });
+    assert.equal(exit.code, 1, `exit code; stderr: ${tun.log()}`);
+    assert.match(tun.log(), /vxnet: ERR_IO_WORKER: .*TAP "vx0"/);
+    assert.ok(exit.stats, 'the final counters are still printed');
   } finally {
     await pair.destroy();
   }

@@ -71,13 +71,20 @@ export const tunnel: Command = {
     const print = () => process.stdout.write(`${JSON.stringify(report(vtep.stats()))}\n`);
     process.on('SIGUSR1', print);
     process.stderr.write('vxnet tunnel: ready\n');
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
+    // A signal ends it cleanly; the I/O worker failing on its own ends it with that error (the
+    // process would otherwise just run out of work and exit 0, with nothing said).
+    const failure = await new Promise<Error | undefined>((resolve) => {
+      process.once('SIGINT', () => resolve(undefined));
+      process.once('SIGTERM', () => resolve(undefined));
+      vtep.engine.finished.then(
+        () => resolve(new VxError('ERR_IO_WORKER', 'the I/O worker stopped on its own')),
+        (e: Error) => resolve(e),
+      );
     });
     await vtep.close();
     process.off('SIGUSR1', print);
     print();
+    if (failure) throw failure;
     return 0;
   },
 };

@@ -213,8 +213,12 @@ function track(child: ChildProcess, ns: string, name: string, argv: string[]) {
     stop(o = {}) {
       stopping ??= (async () => {
         running.delete(tunnel);
-        lines.length = 0;
-        if (!done) child.kill(o.signal ?? 'SIGTERM');
+        // A line still queued from a SIGUSR1 is stale; one printed by a process that already
+        // ended is its final line and stays.
+        if (!done) {
+          lines.length = 0;
+          child.kill(o.signal ?? 'SIGTERM');
+        }
         const kill = setTimeout(() => child.kill('SIGKILL'), o.graceMs ?? 5000);
         const x = await exited;
         clearTimeout(kill);

@@ -436,6 +436,14 @@ export class VtepEngine extends EventEmitter {
 
   // ---- Lifetime --------------------------------------------------------------------------------
 
+  /**
+   * Settles when the I/O worker ends: after close() it resolves (packets moved); if the worker
+   * fails on its own (a TAP deleted under it, a fault in a pump) it rejects with ERR_IO_WORKER.
+   */
+  get finished(): Promise<number> {
+    return this.worker?.finished ?? Promise.resolve(0);
+  }
+
   /** Stops the worker, removes every TAP and closes the sockets. Can run twice. */
   close(): Promise<void> {
     this.closing ??= (async () => {
