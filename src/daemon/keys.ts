@@ -106,7 +106,7 @@ export class KeyManager {
   #chain: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
-  #waiters: { id: number; resolve: () => void }[] = [];
+  #waiters: { id: number; resolve: () => void; fail: (e: Error) => void }[] = [];
   #appliedText = '';
   #pendingPoll: NodeJS.Timeout | undefined;
   #ackedText = '';
@@ -169,7 +169,8 @@ export class KeyManager {
     this.#watcher?.close();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#pendingPoll) clearTimeout(this.#pendingPoll);
-    for (const w of this.#waiters.splice(0)) w.resolve();
+    for (const w of this.#waiters.splice(0))
+      w.fail(new VxError('ERR_KEYS_CLOSED', 'the key manager was closed'));
   }
 
   #now(): number {
@@ -212,6 +213,10 @@ export class KeyManager {
         resolve: () => {
           clearTimeout(t);
           resolve();
+        },
+        fail: (e: Error) => {
+          clearTimeout(t);
+          reject(e);
         },
       };
       const t = setTimeout(async () => {
