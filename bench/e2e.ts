@@ -9,9 +9,10 @@
 // The kernel baseline keeps checksum offload on its veth underlay (as a NIC would finish them);
 // with `ethtool -K ul0 tx off`, which a userspace peer needs, it ran ~2.7x slower here.
 // vxnet variants: `vxnet tunnel` (src/lab/tunnel.ts) on both hosts, its TAP on br0; `vxnet` with
-// the UDP underlay, `vxnet-raw` with the raw underlay. Each tunnel's drop counters are noted on
+// the UDP underlay, `vxnet-raw` with the raw underlay, `vxnet-rt` with the UDP underlay and its I/O
+// thread in SCHED_RR (--realtime 10). Each tunnel's drop counters are noted on
 // stderr when it stops (a figure with drops behind it is suspect).
-// Usage: npm run bench:e2e [-- --json] [-- --only kernel-vxlan,vxnet,vxnet-raw]
+// Usage: npm run bench:e2e [-- --json] [-- --only kernel-vxlan,vxnet,vxnet-raw,vxnet-rt]
 import type { ChildProcess } from 'node:child_process';
 import { execInNetns, spawnInNetns } from '../src/kernel/netns.js';
 import { createPair, type Pair, type VtepKind } from '../src/lab/pair.js';
@@ -39,7 +40,11 @@ export function addImpl(impl: E2eImpl): void {
 }
 
 /** Starts `vxnet tunnel` on both hosts of `pair` and waits until the containers reach each other. */
-async function startVxnet(pair: Pair, underlay: 'udp' | 'raw'): Promise<() => Promise<void>> {
+async function startVxnet(
+  pair: Pair,
+  underlay: 'udp' | 'raw',
+  extraArgs: string[] = [],
+): Promise<() => Promise<void>> {
   const tunnels: Tunnel[] = [];
   const stop = async () => {
     for (const t of tunnels) {
@@ -52,7 +57,7 @@ async function startVxnet(pair: Pair, underlay: 'udp' | 'raw'): Promise<() => Pr
     }
   };
   try {
-    for (const i of [0, 1] as const) tunnels.push(await startPairTunnel(pair, i, { underlay }));
+    for (const i of [0, 1] as const) tunnels.push(await startPairTunnel(pair, i, { underlay, extraArgs }));
     await waitPing(pair.hosts[0].container, pair.hosts[1].overlayIp);
   } catch (e) {
     await stop();
@@ -72,6 +77,12 @@ addImpl({
   cases: ['plain'],
   vtep: ['none', 'none'],
   start: (pair) => startVxnet(pair, 'raw'),
+});
+addImpl({
+  name: 'vxnet-rt',
+  cases: ['plain'],
+  vtep: ['none', 'none'],
+  start: (pair) => startVxnet(pair, 'udp', ['--realtime', '10']),
 });
 
 async function iperf(pair: Pair, seconds: number): Promise<number> {

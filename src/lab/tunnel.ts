@@ -46,6 +46,8 @@ export interface TunnelOptions {
   neigh?: string[];
   /** `MAC=REMOTE` static FDB entries. */
   fdb?: string[];
+  /** Further command-line options as they are (e.g. ['--realtime', '10'], ['--offload=false']). */
+  extraArgs?: string[];
   /** Bridge (in the same namespace) the TAP joins once ready; false to leave it alone. Default br0. */
   bridge?: string | false;
   readyTimeoutMs?: number;
@@ -98,6 +100,7 @@ export function tunnelArgs(o: TunnelOptions): string[] {
   if (o.mtu !== undefined) a.push('--mtu', String(o.mtu));
   for (const n of o.neigh ?? []) a.push('--neigh', n);
   for (const f of o.fdb ?? []) a.push('--fdb', f);
+  a.push(...(o.extraArgs ?? []));
   return a;
 }
 
