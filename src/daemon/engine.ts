@@ -356,18 +356,20 @@ export class Engine {
       const { ct: made } = await this.join(ct, { isNew: true, net, ip: spec.ip, aliases, ifname: 'eth0' });
       crashPoint('run:recorded');
       await this.plumbOrUndo(made, async () => {
-        await this.plumbing.ensureContainerNetns(made);
+        // plumbNew's batch brings lo up.
+        await this.plumbing.ensureContainerNetns(made, { loopbackUp: false });
         crashPoint('run:netns');
         const [ep] = await this.containerEndpoints(made);
         let fast = false;
         try {
-          await this.plumbing.plumbNew(made, ep!, net, this.mtuOf(net));
+          // Only a sandbox built now needs its remote table sent (peers.ts): re-sending it on every
+          // endpoint would re-read and diff the whole FDB for each `run`.
+          if (await this.plumbing.plumbNew(made, ep!, net, this.mtuOf(net))) this.onSandbox?.(net.id);
           fast = true;
         } catch (e) {
           this.log.warn({ err: e, container: made.name }, 'batched plumbing failed; ensuring step by step');
         }
-        if (fast) this.onSandbox?.(net.id);
-        else await this.plumbContainer(made);
+        if (!fast) await this.plumbContainer(made);
         crashPoint('run:plumbed');
       });
       const created = await this.updateContainer(made.name, (c) => ({ ...c, state: 'created' }));

@@ -9,6 +9,10 @@
 // `vxt-<vni>` in the host namespace; ensure() and sweep() remove it.
 // `encrypted` is ignored: the kernel here has no gcm(aes) for IPsec, and this implementation only
 // serves tests; vxnet's own datapath encrypts.
+// setRemotes diffs against the kernel's tables the first time a port is programmed (and after
+// ensure() or a failed write), then against what it last wrote: reading the whole FDB and
+// neighbour table back for every change would make each endpoint join cost O(endpoints) commands'
+// worth of output on every other host (nothing else writes these static entries: `nolearning`).
 
 import { VXLAN_PORT } from '../../assembly/constants.js';
 import { ip, ipJson, run } from '../kernel/exec.js';
@@ -63,6 +67,8 @@ export class KernelVxlanPorts implements OverlayPorts {
   readonly kind = 'kernel-vxlan';
   private readonly known = new Map<string, PortRef>();
   private readonly remotes = new Map<string, RemoteEndpoint[]>();
+  /** Per network: the entries last written (`mac vtep` of the FDB incl. flood entries; ip -> mac). */
+  private readonly written = new Map<string, { fdb: Set<string>; neigh: Map<string, string> }>();
   private readonly host: { netns?: string };
   private readonly local: string[];
 
@@ -82,6 +88,7 @@ export class KernelVxlanPorts implements OverlayPorts {
       await ip([...args, ...this.local, 'nolearning'], { ...this.host, action: `add vxlan "${temp}"` });
       await moveLink(temp, { ...this.host, to: o.sandbox, rename: DEV });
     }
+    this.written.delete(o.network);
     await setLink(DEV, { ...where, mtu: o.mtu, master: o.bridge, up: true });
     this.known.set(o.network, { network: o.network, vni: o.vni, sandbox: o.sandbox });
     const remotes = this.remotes.get(o.network);
@@ -91,6 +98,7 @@ export class KernelVxlanPorts implements OverlayPorts {
   async remove(o: PortRef): Promise<void> {
     this.known.delete(o.network);
     this.remotes.delete(o.network);
+    this.written.delete(o.network);
     await deleteLink(`vxt-${o.vni}`, this.host);
     if (netnsExists(o.sandbox)) await deleteLink(DEV, { netns: o.sandbox });
   }
@@ -103,8 +111,9 @@ export class KernelVxlanPorts implements OverlayPorts {
 
   /**
    * Makes the port's remote entries equal `remotes`: flood entries per VTEP, one FDB entry and one
-   * permanent neighbour per endpoint. Diffs against what the kernel holds, so entries that stay
-   * are never touched (traffic to them is not interrupted) and none that went is left behind.
+   * permanent neighbour per endpoint. Diffs against what the kernel holds (read back the first
+   * time, then what was last written), so entries that stay are never touched (traffic to them is
+   * not interrupted) and none that went is left behind.
    */
   private async program(o: PortRef, remotes: RemoteEndpoint[]): Promise<void> {
     const at = { netns: o.sandbox, action: `program remotes of ${DEV}` };
@@ -112,30 +121,50 @@ export class KernelVxlanPorts implements OverlayPorts {
     for (const vtep of new Set(remotes.map((r) => r.vtep))) want.set(`${ZERO_MAC} ${vtep}`, 'append');
     for (const r of remotes) want.set(`${r.mac} ${r.vtep}`, 'replace');
     const macs = new Set(remotes.map((r) => r.mac));
+    const ips = new Map(remotes.map((r) => [r.ip, r.mac]));
+    const next = { fdb: new Set(want.keys()), neigh: new Map(ips) };
     const fdb: string[][] = [];
-    for (const e of await this.rawFdb(o)) {
-      if (e.dst === undefined) continue;
-      const k = `${e.mac} ${e.dst}`;
-      if (want.has(k) && (e.mac === ZERO_MAC || e.state === 'permanent' || e.state === 'static')) {
-        want.delete(k);
-      } else if (e.mac === ZERO_MAC || !macs.has(e.mac))
-        fdb.push(['fdb', 'del', e.mac, 'dev', DEV, 'dst', e.dst]);
+    const neigh: string[][] = [];
+    const last = this.written.get(o.network);
+    // Until both writes below succeed, the kernel's state is unknown: read it back next time.
+    this.written.delete(o.network);
+    if (last) {
+      for (const k of last.fdb) {
+        if (want.has(k)) want.delete(k);
+        else {
+          const [mac, dst] = k.split(' ') as [string, string];
+          if (mac === ZERO_MAC || !macs.has(mac)) fdb.push(['fdb', 'del', mac, 'dev', DEV, 'dst', dst]);
+        }
+      }
+      for (const [ipAddr, mac] of last.neigh) {
+        const wanted = ips.get(ipAddr);
+        if (wanted === mac) ips.delete(ipAddr);
+        else if (wanted === undefined) neigh.push(['neigh', 'del', ipAddr, 'dev', DEV]);
+      }
+    } else {
+      for (const e of await this.rawFdb(o)) {
+        if (e.dst === undefined) continue;
+        const k = `${e.mac} ${e.dst}`;
+        if (want.has(k) && (e.mac === ZERO_MAC || e.state === 'permanent' || e.state === 'static')) {
+          want.delete(k);
+        } else if (e.mac === ZERO_MAC || !macs.has(e.mac))
+          fdb.push(['fdb', 'del', e.mac, 'dev', DEV, 'dst', e.dst]);
+      }
+      for (const n of await ipJson<KernelNeigh>(['neigh', 'show', 'dev', DEV], at)) {
+        const wanted = ips.get(n.dst);
+        if (wanted !== undefined && wanted === n.lladdr && n.state?.includes('PERMANENT')) ips.delete(n.dst);
+        else if (wanted === undefined) neigh.push(['neigh', 'del', n.dst, 'dev', DEV]);
+      }
     }
     for (const [k, how] of want) {
       const [mac, vtep] = k.split(' ') as [string, string];
       fdb.push(['fdb', how, mac, 'dev', DEV, 'dst', vtep, ...(how === 'replace' ? ['static'] : [])]);
     }
-    const neigh: string[][] = [];
-    const ips = new Map(remotes.map((r) => [r.ip, r.mac]));
-    for (const n of await ipJson<KernelNeigh>(['neigh', 'show', 'dev', DEV], at)) {
-      const wanted = ips.get(n.dst);
-      if (wanted !== undefined && wanted === n.lladdr && n.state?.includes('PERMANENT')) ips.delete(n.dst);
-      else if (wanted === undefined) neigh.push(['neigh', 'del', n.dst, 'dev', DEV]);
-    }
     for (const [ipAddr, mac] of ips)
       neigh.push(['neigh', 'replace', ipAddr, 'lladdr', mac, 'dev', DEV, 'nud', 'permanent']);
     if (fdb.length > 0) await run('bridge', ['-batch', '-'], { ...at, input: lines(fdb) });
     if (neigh.length > 0) await ip(['-batch', '-'], { ...at, input: lines(neigh) });
+    this.written.set(o.network, next);
   }
 
   private async rawFdb(o: PortRef): Promise<BridgeFdb[]> {

@@ -76,14 +76,16 @@ export class Plumbing {
    */
   private readonly ready = new Set<string>();
 
-  async ensureSandbox(net: NetworkRecord, mtu: number): Promise<void> {
+  /** True when it (re)built the sandbox, false when it was already ensured since start. */
+  async ensureSandbox(net: NetworkRecord, mtu: number): Promise<boolean> {
     const sandbox = this.sandboxName(net.id);
-    if (this.ready.has(sandbox) && netnsExists(sandbox)) return;
+    if (this.ready.has(sandbox) && netnsExists(sandbox)) return false;
     await ensureNetns(sandbox);
     await ensureBridge(BRIDGE, { netns: sandbox, mtu });
     await addAddr(BRIDGE, `${net.gateway}/${net.subnet.split('/')[1]}`, { netns: sandbox });
     await this.ports.ensure({ ...this.portRef(net), bridge: BRIDGE, mtu, encrypted: net.encrypted });
     this.ready.add(sandbox);
+    return true;
   }
 
   async removeSandbox(ref: PortRef): Promise<void> {
@@ -92,22 +94,24 @@ export class Plumbing {
     await deleteNetns(ref.sandbox, { killProcesses: true });
   }
 
-  async ensureContainerNetns(ct: ContainerRecord): Promise<void> {
+  /** `loopbackUp: false` when the caller brings lo up itself (plumbNew's batch): one command less. */
+  async ensureContainerNetns(ct: ContainerRecord, o: { loopbackUp?: boolean } = {}): Promise<void> {
     if (ct.external) {
       if (!netnsExists(ct.netns))
         throw new VxError('ERR_NETNS_NOT_FOUND', `namespace "${ct.netns}" of container "${ct.name}" is gone`);
       return;
     }
-    await ensureNetns(ct.netns);
+    await ensureNetns(ct.netns, { loopbackUp: o.loopbackUp ?? true });
   }
 
   /**
    * A container namespace vxnet has just made, plumbed in three `ip -batch` runs (container,
    * sandbox, host) instead of some twenty commands: the common case of `run`. Any failure is
    * left to the caller, which falls back to the idempotent ensure path (it adopts what this made).
+   * Resolves true when the network's sandbox was (re)built for it (it needs its remote table).
    */
-  async plumbNew(ct: ContainerRecord, ep: EndpointRecord, net: NetworkRecord, mtu: number): Promise<void> {
-    await this.ensureSandbox(net, mtu);
+  async plumbNew(ct: ContainerRecord, ep: EndpointRecord, net: NetworkRecord, mtu: number): Promise<boolean> {
+    const built = await this.ensureSandbox(net, mtu);
     if (ct.gateway) await this.ensureGateway();
     const sandbox = this.sandboxName(net.id);
     const peer = `vp${ep.id.slice(0, 12)}`;
@@ -142,6 +146,7 @@ export class Plumbing {
       ];
       await ipBatch(hostCmds, { ...this.host, action: `attach "${gw.hostIf}" to ${GATEWAY_BRIDGE}` });
     }
+    return built;
   }
 
   /** eth0 (or ethN) of an endpoint: a veth from the container to the sandbox's br0. */

@@ -1,0 +1,329 @@
+// bench:cp -- the control plane on a fresh 3-host lab (src/lab/lab.ts: a namespace per host, an
+// underlay bridge, a real etcd, one `vxnet daemon --cluster-store etcd://...` per host, kernel
+// VXLAN ports), driven through the daemons' APIs as `vxnet --host hostN run -d` drives them.
+//
+// What is timed, and how "forwards to it" is seen:
+// - Each host's datapath is watched where it lives: `ip netns exec <sandbox> bridge monitor fdb`
+//   runs in the network's sandbox namespace of every host (vxsb-<host>-<net>), and the bench
+//   stamps each line as it arrives (an add of MAC -> dst tunnel endpoint on vxlan0). This is the
+//   kernel's own notification of the FDB write, so it is cheaper and finer than polling
+//   `bridge fdb show` (a process per poll, ~5-10 ms each on this box) or the daemon's `GET /fdb`
+//   (which runs the same command inside the daemon); each phase ends with a `bridge -j fdb show`
+//   snapshot of every host that must agree with what the monitors saw.
+// - cp-converge p50/p99 (ms): one endpoint joins on host A (hosts in rotation): POST
+//   /containers/create + /start of `sleep` on A, as `run -d`. Timed from the create call's start
+//   until every other host's vxlan0 FDB holds the new MAC -> A's underlay address. 40 joins
+//   (CP_CONVERGE_RUNS), after 3 warm-up joins (one per host: they make each host's sandbox, so
+//   every other host has a datapath to program); all 40 are kept and p50/p99 taken over them.
+//   The split (API call returned vs propagation after it) goes to stderr.
+// - cp-scale 1000-endpoints (s): on a second network (/20, internal: no gateway veth per
+//   container), 1000 `sleep` containers (CP_SCALE_ENDPOINTS) spread round-robin over the 3
+//   hosts, 4 create+start in flight per daemon. Timed from the first create call until every
+//   host's FDB holds all the endpoints of the two other hosts (a MAC -> their tunnel endpoints;
+//   the monitor's count, checked by a snapshot). One run (it takes the whole lab's resources).
+// - rss daemon-idle / daemon-1000-endpoints (MB): VmRSS of host1's daemon (pid from the lab
+//   state) right after the lab is up and its first network exists, and after cp-scale; the other
+//   daemons' figures go to stderr.
+// The lab (containers, namespaces, daemons, etcd, files) is removed in `finally` and on Ctrl-C;
+// the time the removal takes is printed on stderr. No baseline implementation exists for these
+// (impl `vxnet` only): compare against the targets of issue 6 (p99 <= 500 ms, 1000 endpoints <=
+// 60 s, RSS <= 150 MB).
+
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Client } from '../src/cli/client.js';
+import { listNetns } from '../src/kernel/netns.js';
+import { type Lab, labDown, labUp } from '../src/lab/lab.js';
+import { note, percentile, record, report } from './lib.js';
+
+const execFileP = promisify(execFile);
+const CONVERGE_RUNS = Number(process.env.CP_CONVERGE_RUNS ?? 40);
+const SCALE_ENDPOINTS = Number(process.env.CP_SCALE_ENDPOINTS ?? 1000);
+const IN_FLIGHT = 4;
+const ZERO_MAC = '00:00:00:00:00:00';
+
+interface Ct {
+  Netns: string;
+  NetworkSettings: { Networks: Record<string, { IPAddress: string; MacAddress: string }> };
+}
+
+const now = () => performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The remote FDB entries (MAC -> dst) of one host's vxlan0 in a sandbox, as the kernel reports them. */
+class FdbMonitor {
+  /** MAC -> (dst, when it was added). */
+  readonly entries = new Map<string, { dst: string; at: number }>();
+  private child?: ChildProcess;
+  private waiters: (() => void)[] = [];
+  private buf = '';
+
+  constructor(
+    readonly host: string,
+    readonly sandbox: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const child = spawn('ip', ['netns', 'exec', this.sandbox, 'bridge', 'monitor', 'fdb'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    this.child = child;
+    child.stdout!.on('data', (d: Buffer) => {
+      const at = now();
+      this.buf += d.toString();
+      const lines = this.buf.split('\n');
+      this.buf = lines.pop()!;
+      for (const l of lines) this.line(l, at);
+      const w = this.waiters;
+      this.waiters = [];
+      for (const f of w) f();
+    });
+    await new Promise((r, j) => {
+      child.once('spawn', r);
+      child.once('error', j);
+    });
+    // bridge monitor has subscribed once it runs; what was programmed before comes from a snapshot.
+    await sleep(200);
+    for (const e of await fdbSnapshot(this.sandbox))
+      if (!this.entries.has(e.mac)) this.entries.set(e.mac, { dst: e.dst, at: now() });
+  }
+
+  private line(l: string, at: number): void {
+    const m = /^(Deleted )?([0-9a-f:]{17}) dev vxlan0 dst (\S+)/.exec(l);
+    if (!m || m[2] === ZERO_MAC) return;
+    if (m[1]) {
+      if (this.entries.get(m[2]!)?.dst === m[3]) this.entries.delete(m[2]!);
+    } else if (this.entries.get(m[2]!)?.dst !== m[3]) this.entries.set(m[2]!, { dst: m[3]!, at });
+  }
+
+  /** Resolves with the time `mac` -> `dst` was added (at once when it already is). */
+  async until(pred: () => boolean, ms: number, what: string): Promise<void> {
+    const end = now() + ms;
+    while (!pred()) {
+      if (now() > end) throw new Error(`${this.host}: timed out after ${ms} ms waiting for ${what}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  stop(): void {
+    this.child?.kill();
+  }
+}
+
+async function fdbSnapshot(sandbox: string): Promise<{ mac: string; dst: string }[]> {
+  const { stdout } = await execFileP(
+    'ip',
+    ['netns', 'exec', sandbox, 'bridge', '-j', 'fdb', 'show', 'dev', 'vxlan0'],
+    {
+      maxBuffer: 64 << 20,
+    },
+  );
+  const rows = stdout.trim() === '' ? [] : (JSON.parse(stdout) as { mac: string; dst?: string }[]);
+  return rows.filter((r) => r.dst !== undefined && r.mac !== ZERO_MAC) as { mac: string; dst: string }[];
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+async function runDetached(c: Client, name: string, net: string): Promise<void> {
+  await c.call('POST', `/containers/create?name=${name}`, {
+    Cmd: ['sleep', '3600'],
+    HostConfig: { NetworkMode: net },
+  });
+  await c.call('POST', `/containers/${name}/start`);
+}
+
+async function main(): Promise<void> {
+  const prefix = `cp${randomBytes(2).toString('hex')}`;
+  const dir = mkdtempSync(join(tmpdir(), 'vxnet-bench-cp-'));
+  const abort = new AbortController();
+  const monitors: FdbMonitor[] = [];
+  let lab: Lab | undefined;
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () => {
+    cleaning ??= (async () => {
+      for (const m of monitors) m.stop();
+      const t0 = now();
+      const r = await labDown({ dir });
+      rmSync(dir, { recursive: true, force: true });
+      const left = (await listNetns()).filter(
+        (n) => n.startsWith(`${prefix}-`) || n.includes(`-${prefix}host`),
+      );
+      note(
+        `cleanup: lab down took ${((now() - t0) / 1000).toFixed(1)} s (${r.namespaces.length} namespaces, ` +
+          `${r.processes.length} processes); namespaces left: ${left.length}`,
+      );
+    })();
+    return cleaning;
+  };
+  process.once('SIGINT', () => {
+    note('interrupted: removing the lab');
+    abort.abort();
+    void cleanup().finally(() => process.exit(130));
+  });
+  try {
+    note(`lab up: 3 hosts (prefix ${prefix}, dir ${dir})`);
+    lab = await labUp({ hosts: 3, prefix, dir, signal: abort.signal });
+    const hosts = lab.state.hosts;
+    const clients = hosts.map((h) => lab!.client(h.name));
+    const pids = hosts.map((h) => h.pid!);
+
+    // --- cp-converge ---------------------------------------------------------------------------
+    const net = await clients[0]!.call<{ Id: string }>('POST', '/networks/create', {
+      Name: 'cpconv',
+      Internal: true,
+      IPAM: { Config: [{ Subnet: '10.77.0.0/24' }] },
+    });
+    await sleep(1000);
+    const idle = rssMb(pids[0]!);
+    note(`rss idle: ${hosts.map((h, i) => `${h.name} ${rssMb(pids[i]!).toFixed(1)} MB`).join(', ')}`);
+    record({ bench: 'rss', case: 'daemon-idle', impl: 'vxnet', value: idle, unit: 'MB' });
+
+    for (const [i, c] of clients.entries()) await runDetached(c, `w${i}`, 'cpconv');
+    const sb = (hostId: string, netId: string) => `vxsb-${hostId}-${netId.slice(0, 12)}`;
+    const conv = hosts.map((h) => new FdbMonitor(h.name, sb(h.hostId, net.Id)));
+    monitors.push(...conv);
+    await Promise.all(conv.map((m) => m.start()));
+    const total: number[] = [];
+    const apis: number[] = [];
+    const props: number[] = [];
+    for (let k = 0; k < CONVERGE_RUNS; k++) {
+      const a = k % hosts.length;
+      const name = `j${k}`;
+      const t0 = now();
+      await runDetached(clients[a]!, name, 'cpconv');
+      const tApi = now();
+      const ct = await clients[a]!.call<Ct>('GET', `/containers/${name}/json`);
+      const mac = ct.NetworkSettings.Networks.cpconv!.MacAddress;
+      const vtep = hosts[a]!.ip;
+      let last = 0;
+      for (const [j, m] of conv.entries()) {
+        if (j === a) continue;
+        await m.until(() => m.entries.get(mac)?.dst === vtep, 10000, `${mac} -> ${vtep}`);
+        last = Math.max(last, m.entries.get(mac)!.at);
+      }
+      // Forwarding may be in place before the call returns (the endpoint is published at create).
+      total.push(last - t0);
+      apis.push(tApi - t0);
+      props.push(last - tApi);
+    }
+    // The monitors' view against the kernel's: every joined endpoint on every other host.
+    for (const [j, m] of conv.entries()) {
+      const snap = new Map((await fdbSnapshot(m.sandbox)).map((e) => [e.mac, e.dst]));
+      for (const [mac, e] of m.entries)
+        if (snap.get(mac) !== e.dst)
+          throw new Error(`${hosts[j]!.name}: monitor saw ${mac} -> ${e.dst}, FDB has ${snap.get(mac)}`);
+      if (snap.size !== m.entries.size)
+        throw new Error(`${hosts[j]!.name}: FDB ${snap.size} entries, monitor ${m.entries.size}`);
+    }
+    const p = (xs: number[], q: number) => percentile(xs, q).toFixed(1);
+    note(
+      `cp-converge over ${total.length} joins: total p50 ${p(total, 50)} p99 ${p(total, 99)} ms; ` +
+        `API call (create+start) p50 ${p(apis, 50)} p99 ${p(apis, 99)} ms; ` +
+        `FDBs complete relative to the call's return p50 ${p(props, 50)} p99 ${p(props, 99)} ms ` +
+        `(negative: before it returned)`,
+    );
+    record({ bench: 'cp-converge', case: 'p50', impl: 'vxnet', value: percentile(total, 50), unit: 'ms' });
+    record({ bench: 'cp-converge', case: 'p99', impl: 'vxnet', value: percentile(total, 99), unit: 'ms' });
+    for (const m of conv) m.stop();
+
+    // --- cp-scale ------------------------------------------------------------------------------
+    const big = await clients[1]!.call<{ Id: string }>('POST', '/networks/create', {
+      Name: 'cpscale',
+      Internal: true,
+      IPAM: { Config: [{ Subnet: '10.80.0.0/20' }] },
+    });
+    // One container per host first, so each host has the network's sandbox to watch.
+    for (const [i, c] of clients.entries()) await runDetached(c, `z${i}`, 'cpscale');
+    const scale = hosts.map((h) => new FdbMonitor(h.name, sb(h.hostId, big.Id)));
+    monitors.push(...scale);
+    await Promise.all(scale.map((m) => m.start()));
+    const n = SCALE_ENDPOINTS - hosts.length;
+    const perHost = hosts.map((_, i) =>
+      Array.from({ length: n }, (_, k) => k).filter((k) => k % hosts.length === i),
+    );
+    const localOf = hosts.map((_, i) => perHost[i]!.length + 1);
+    const want = (j: number) => SCALE_ENDPOINTS - localOf[j]!;
+    const remoteCount = (j: number) => {
+      let c = 0;
+      for (const e of scale[j]!.entries.values()) if (e.dst !== hosts[j]!.ip) c++;
+      return c;
+    };
+    const t0 = now();
+    let made = 0;
+    const progress = setInterval(() => {
+      note(
+        `  ${((now() - t0) / 1000).toFixed(0)} s: ${made + hosts.length} endpoints made; remote entries ` +
+          scale.map((_, j) => `${hosts[j]!.name} ${remoteCount(j)}/${want(j)}`).join(', '),
+      );
+    }, 5000);
+    try {
+      await Promise.all(
+        perHost.map(async (ks, i) => {
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: IN_FLIGHT }, async () => {
+              while (next < ks.length) {
+                const k = ks[next++]!;
+                await runDetached(clients[i]!, `s${k}`, 'cpscale');
+                made++;
+              }
+            }),
+          );
+        }),
+      );
+      const tMade = now();
+      for (const [j, m] of scale.entries())
+        await m.until(() => remoteCount(j) >= want(j), 120000, `${want(j)} remote endpoints`);
+      const tAll = now();
+      note(
+        `cp-scale: ${SCALE_ENDPOINTS} endpoints made in ${((tMade - t0) / 1000).toFixed(1)} s, all hosts' FDBs ` +
+          `complete ${((tAll - tMade) / 1000).toFixed(1)} s later`,
+      );
+      record({
+        bench: 'cp-scale',
+        case: `${SCALE_ENDPOINTS}-endpoints`,
+        impl: 'vxnet',
+        value: (tAll - t0) / 1000,
+        unit: 's',
+      });
+    } finally {
+      clearInterval(progress);
+    }
+    for (const [j, m] of scale.entries()) {
+      const snap = await fdbSnapshot(m.sandbox);
+      const remote = snap.filter((e) => e.dst !== hosts[j]!.ip && hosts.some((h) => h.ip === e.dst)).length;
+      if (remote !== want(j))
+        throw new Error(`${hosts[j]!.name}: FDB holds ${remote} remote endpoints, want ${want(j)}`);
+    }
+    await sleep(1000);
+    note(
+      `rss with ${SCALE_ENDPOINTS} endpoints: ${hosts.map((h, i) => `${h.name} ${rssMb(pids[i]!).toFixed(1)} MB`).join(', ')}`,
+    );
+    record({
+      bench: 'rss',
+      case: `daemon-${SCALE_ENDPOINTS}-endpoints`,
+      impl: 'vxnet',
+      value: rssMb(pids[0]!),
+      unit: 'MB',
+    });
+  } finally {
+    await cleanup();
+  }
+  report();
+}
+
+await main();
