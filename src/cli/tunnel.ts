@@ -5,6 +5,8 @@
 // stderr; on SIGUSR1, and once right before exit, one line of JSON goes to stdout with the
 // counters (shape in the help text). SIGINT/SIGTERM remove the TAP and exit 0.
 import { isIPv4, isIPv6 } from 'node:net';
+import { espOverhead } from '../crypto/esp.js';
+import type { EspKeySet } from '../crypto/esp-sas.js';
 import { VxError } from '../errors.js';
 import { ipJson } from '../kernel/exec.js';
 import { DROP_NAMES, IO_FIELDS } from '../vtep/counters.js';
@@ -62,11 +64,21 @@ export const tunnel: Command = {
     },
     neigh: { type: 'list', arg: 'IP=MAC', help: 'Static neighbour for the ARP proxy (repeatable)' },
     fdb: { type: 'list', arg: 'MAC=REMOTE', help: 'Static FDB entry: MAC is behind REMOTE (repeatable)' },
+    encrypt: {
+      type: 'bool',
+      help: 'Carry the VNI only as ESP AES-GCM in UDP port 4500 and drop cleartext VXLAN (needs --key, --local)',
+    },
+    key: {
+      type: 'list',
+      arg: '[ID:]HEX',
+      help: 'Shared secret (16..64 bytes, hex) the SAs are derived from; repeatable, the last is used to send',
+    },
   },
   async run(p, _ctx) {
     positionals(p, tunnel, []);
     const o = options(p);
-    const mtu = o.mtu ?? (await underlayMtu(o.local, o.remotes[0]));
+    const espBytes = o.keys ? espOverhead({ udpEncap: true }) : 0;
+    const mtu = o.mtu ?? (await underlayMtu(o.local, o.remotes[0])) - espBytes;
     const vtep = await Vtep.open({ ...o, mtu });
     const print = () => process.stdout.write(`${JSON.stringify(report(vtep.stats()))}\n`);
     process.on('SIGUSR1', print);
@@ -96,6 +108,7 @@ function report(s: VtepStats) {
     peers: s.peers.map((p) => ({ addr: p.address, port: p.port, learned: p.learned, counters: p.counters })),
     global: s.global,
     io: s.io,
+    ...(s.esp ? { esp: s.esp } : {}),
   };
 }
 
@@ -135,6 +148,7 @@ function options(p: Parsed) {
     throw new VxError('ERR_BAD_OPTION', `--underlay must be "udp" or "raw", got "${underlay}"`);
   }
   const mtu = int(p, 'mtu', 68, 65521);
+  const keys = keyRing(p, local);
   const realtime = int(p, 'realtime', 1, 99);
   return {
     ...(realtime !== undefined ? { realtime } : {}),
@@ -149,7 +163,31 @@ function options(p: Parsed) {
     ...(mtu !== undefined ? { mtu } : {}),
     neigh: pairs(p, 'neigh').map(([ip, mac]) => ({ ip, mac })),
     fdb: pairs(p, 'fdb').map(([mac, remote]) => ({ mac, remote })),
+    ...(keys ? { keys } : {}),
   };
+}
+
+/** --encrypt with --key [ID:]HEX ...: a static key ring (no store); the last key sends. */
+function keyRing(p: Parsed, local: string): EspKeySet | undefined {
+  const list = (p.flags.key as string[] | undefined) ?? [];
+  if (p.flags.encrypt !== true) {
+    if (list.length > 0) throw new VxError('ERR_BAD_OPTION', '--key needs --encrypt');
+    return undefined;
+  }
+  if (list.length === 0) throw new VxError('ERR_BAD_OPTION', '--encrypt needs --key HEX');
+  if (local === '0.0.0.0' || local === '::')
+    throw new VxError('ERR_BAD_OPTION', '--encrypt needs --local IP');
+  const keys = list.map((item, i) => {
+    const m = /^(?:(\d+):)?([0-9a-fA-F]+)$/.exec(item);
+    const hex = m?.[2] ?? '';
+    if (!m || hex.length % 2 !== 0 || hex.length < 32 || hex.length > 128) {
+      throw new VxError('ERR_BAD_OPTION', '--key must be [ID:]HEX with 16..64 bytes of hex');
+    }
+    return { id: m[1] !== undefined ? Number(m[1]) : i + 1, secret: Buffer.from(hex, 'hex') };
+  });
+  if (new Set(keys.map((k) => k.id)).size !== keys.length)
+    throw new VxError('ERR_BAD_OPTION', '--key ids must differ');
+  return { keys, primary: keys[keys.length - 1]!.id };
 }
 
 /** MTU of the device holding `local` (or routing to `remote`) minus the VXLAN overhead. */

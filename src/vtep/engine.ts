@@ -24,6 +24,9 @@ import {
   OUTER_SRC_IP,
   VXLAN_PORT,
 } from '../../assembly/constants.js';
+import { ESP_DROP_NAMES, Esp, espOverhead } from '../crypto/esp.js';
+import type { EspKeySet } from '../crypto/esp-sas.js';
+import type { GcmTagLength } from '../crypto/gcm.js';
 import { VxError } from '../errors.js';
 import { PacketBatch } from '../io/batch.js';
 import { RawSender } from '../io/raw.js';
@@ -32,7 +35,14 @@ import { UdpBind } from '../io/udp.js';
 import { IoWorker } from '../io/worker.js';
 import { Datapath, type DatapathEvent, SCRATCH_RECORDS } from '../wasm/datapath.js';
 import { core } from '../wasm/module.js';
-import { type Counters, countersOf, IO_STATS_BYTES, type IoCounters, readIoCounters } from './counters.js';
+import {
+  type Counters,
+  countersOf,
+  DROP_NAMES,
+  IO_STATS_BYTES,
+  type IoCounters,
+  readIoCounters,
+} from './counters.js';
 import { inNetns } from './netns.js';
 import { offloadRegions } from './offload.js';
 import type { Control, ControlOp, RemoteRef, ServiceData, ServiceMessage } from './service.js';
@@ -71,7 +81,17 @@ export interface EngineOptions {
    * root or CAP_SYS_NICE). On a busy host it cut the RTT's p99 (not its p50); it never busy-polls.
    */
   realtime?: number;
+  /**
+   * Open the encrypted underlay: ESP (RFC 4303, AES-GCM per RFC 4106) in UDP (RFC 3948) on its own
+   * socket, so ports added with `encrypted` send nothing in cleartext and accept only ESP. Needs
+   * `local` (SAs are derived from both endpoints' addresses) and the UDP underlay. The keys come
+   * from setKeys; until then encrypted traffic drops as noSa.
+   */
+  encryption?: { port?: number; icvLen?: GcmTagLength; maxSas?: number };
 }
+
+/** Default port of UDP-encapsulated ESP (RFC 3948). */
+export const ESP_UDP_PORT = 4500;
 
 export interface PortOptions {
   vni: number;
@@ -83,6 +103,8 @@ export interface PortOptions {
   up?: boolean;
   /** Make the TAP inside this network namespace (default: this process's). */
   netns?: string;
+  /** Send only ESP and drop cleartext VXLAN for this VNI (needs the engine's `encryption`). */
+  encrypted?: boolean;
 }
 
 export interface Remote {
@@ -114,6 +136,16 @@ export interface EngineStats {
   global: Counters;
   io: IoCounters;
   eventsLost: number;
+  /** The ESP stage (engines opened with encryption): packets sealed/opened, drops by reason. */
+  esp?: EspStats;
+}
+
+export interface EspStats {
+  sealed: number;
+  sealedBytes: number;
+  opened: number;
+  openedBytes: number;
+  drops: Record<string, number>;
 }
 
 export type EngineEvent =
@@ -155,6 +187,7 @@ export class VtepEngine extends EventEmitter {
     private readonly raw: RawSender | undefined,
     private readonly ioStats: number,
     private worker: IoWorker | undefined,
+    private readonly esp: { esp: Esp; udp: UdpBind; icvLen: GcmTagLength } | undefined,
   ) {
     super();
     this.local = o.local;
@@ -185,6 +218,15 @@ export class VtepEngine extends EventEmitter {
       throw new VxError('ERR_RAW_UNDERLAY_V4', 'the raw underlay needs options.local, an IPv4 address');
     }
     const offload = o.offload ?? true;
+    const enc = o.encryption;
+    if (enc && (underlay !== 'udp' || local === '0.0.0.0' || local === '::')) {
+      throw new VxError(
+        'ERR_ESP_CONFIG',
+        'encryption needs the UDP underlay and options.local (SAs are derived from the addresses)',
+      );
+    }
+    const icvLen = enc?.icvLen ?? 8;
+    const espPort = enc?.port ?? ESP_UDP_PORT;
     const wasm = core();
     let rawOuter: number | undefined;
     if (underlay === 'raw') {
@@ -209,7 +251,13 @@ export class VtepEngine extends EventEmitter {
       UdpBind.open({ address: local, port, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
     );
     let raw: RawSender | undefined;
+    let espUdp: UdpBind | undefined;
     try {
+      if (enc) {
+        espUdp = inNetns(o.netns, () =>
+          UdpBind.open({ address: local, port: espPort, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
+        );
+      }
       if (underlay === 'raw') raw = inNetns(o.netns, () => RawSender.open({ family: 4, sndbuf: 8 << 20 }));
       const frame = offload ? TSO_MAX_FRAME : 9216;
       const fromTap = new PacketBatch({ capacity: offload ? 16 : 64, frameCapacity: frame });
@@ -245,8 +293,31 @@ export class VtepEngine extends EventEmitter {
             }
           : {}),
       };
+      let esp: Esp | undefined;
+      if (enc && espUdp) {
+        const maxSas = enc.maxSas ?? 192;
+        esp = new Esp({ core: wasm, maxSas, maxKeys: maxSas, maxPeers: o.maxPeers ?? 1024 });
+        data.esp = {
+          handle: esp.handle(),
+          udp: espUdp.handle(),
+          port: espPort,
+          local,
+          icvLen,
+          from: new PacketBatch({ capacity: 32, frameCapacity: offload ? 65535 : 9216 }).handle(),
+          seal: new PacketBatch({ capacity: 64, frameCapacity: 9216 + 64 }).handle(),
+          addrs: wasm.alloc((o.maxPeers ?? 1024) * 32),
+        };
+      }
       void SEND_BATCH;
-      const engine = new VtepEngine({ local, port, underlay, offload }, dp, udp, raw, ioStats, undefined);
+      const engine = new VtepEngine(
+        { local, port, underlay, offload },
+        dp,
+        udp,
+        raw,
+        ioStats,
+        undefined,
+        esp && espUdp ? { esp, udp: espUdp, icvLen } : undefined,
+      );
       engine.worker = await IoWorker.start({
         file: workerFile(),
         data,
@@ -257,6 +328,7 @@ export class VtepEngine extends EventEmitter {
       return engine;
     } catch (e) {
       raw?.close();
+      espUdp?.close();
       udp.close();
       throw e;
     }
@@ -326,6 +398,9 @@ export class VtepEngine extends EventEmitter {
   /** Creates the TAP of `vni` and starts forwarding it. Errors: ERR_VNI_IN_USE, ERR_TAP_*. */
   async addPort(o: PortOptions): Promise<TapPort> {
     if (this.ports.has(o.vni)) throw new VxError('ERR_VNI_IN_USE', `VNI ${o.vni} already has a port`);
+    if (o.encrypted && !this.esp) {
+      throw new VxError('ERR_ESP_DISABLED', 'an encrypted port needs the engine opened with encryption');
+    }
     const tap = inNetns(o.netns, () =>
       TapDevice.open({ ...(o.name !== undefined ? { name: o.name } : {}), vnetHdr: this.offload }),
     );
@@ -343,7 +418,13 @@ export class VtepEngine extends EventEmitter {
     };
     this.ports.set(o.vni, port);
     try {
-      await this.request({ op: 'addPort', vni: o.vni, tap: tap.handle(), mtu: o.mtu ?? 1500 });
+      await this.request({
+        op: 'addPort',
+        vni: o.vni,
+        tap: tap.handle(),
+        mtu: o.mtu ?? 1500,
+        ...(o.encrypted ? { encrypted: true } : {}),
+      });
     } catch (e) {
       this.ports.delete(o.vni);
       tap.close();
@@ -371,6 +452,32 @@ export class VtepEngine extends EventEmitter {
   /** Every port, by VNI. */
   portList(): TapPort[] {
     return [...this.ports.values()];
+  }
+
+  /** Whether this engine can carry encrypted ports. */
+  get encryption(): boolean {
+    return this.esp !== undefined;
+  }
+
+  /**
+   * Bytes an encrypted port's MTU gives up next to a cleartext one on the same underlay (ESP
+   * header, IV, padding, trailer, ICV and the RFC 3948 UDP header); 0 without encryption.
+   */
+  espOverhead(): number {
+    return this.esp ? espOverhead({ icvLen: this.esp.icvLen, udpEncap: true }) : 0;
+  }
+
+  /**
+   * Installs the key ring encrypted ports use (every key for receiving, the primary for sending):
+   * SAs per key and peer are derived on the I/O thread (src/crypto/esp-sas.ts). Settles once applied.
+   */
+  async setKeys(keys: EspKeySet): Promise<void> {
+    if (!this.esp) throw new VxError('ERR_ESP_DISABLED', 'the engine was opened without encryption');
+    const copy = {
+      keys: keys.keys.map((k) => ({ id: k.id, secret: new Uint8Array(k.secret) })),
+      primary: keys.primary,
+    };
+    await this.request({ op: 'setKeys', keys: copy });
   }
 
   // ---- Remote endpoints ------------------------------------------------------------------------
@@ -431,7 +538,26 @@ export class VtepEngine extends EventEmitter {
       counters: countersOf(c.peers.get(p.index)!),
     }));
     const io = readIoCounters(core().dv(), this.ioStats);
-    return { vnis, peers, global: countersOf(c.global), io, eventsLost: c.eventsLost };
+    const global = countersOf(c.global);
+    if (!this.esp) return { vnis, peers, global, io, eventsLost: c.eventsLost };
+    // ESP drops happen before a datagram has a VNI or peer: they show in the global counters.
+    const e = this.esp.esp.counters();
+    const drops: Record<string, number> = {};
+    for (const r of Object.keys(ESP_DROP_NAMES).map(Number)) {
+      const k = DROP_NAMES[r] ?? `drop${r}`;
+      const n = e.drops[r] ?? 0;
+      drops[k] = n;
+      global.drops[k] = (global.drops[k] ?? 0) + n;
+      global.dropped += n;
+    }
+    const esp = {
+      sealed: e.sealed,
+      sealedBytes: e.sealedBytes,
+      opened: e.opened,
+      openedBytes: e.openedBytes,
+      drops,
+    };
+    return { vnis, peers, global, io, eventsLost: c.eventsLost, esp };
   }
 
   // ---- Lifetime --------------------------------------------------------------------------------
@@ -454,6 +580,7 @@ export class VtepEngine extends EventEmitter {
         for (const p of this.ports.values()) p.tap.close();
         this.ports.clear();
         this.raw?.close();
+        this.esp?.udp.close();
         this.udp.close();
       }
     })();

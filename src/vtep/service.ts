@@ -30,6 +30,7 @@ import {
   DESC_SIZE,
   DESC_VERDICT,
   DESC_VNI,
+  DROP_CLEARTEXT,
   DROP_OVERSIZE,
   PEER_ADDRLEN,
   PEER_SIZE,
@@ -39,6 +40,9 @@ import {
   VERDICT_REPLY,
   VERDICT_SEND,
 } from '../../assembly/constants.js';
+import { Esp, type EspHandle } from '../crypto/esp.js';
+import { type EspKeySet, EspSaManager } from '../crypto/esp-sas.js';
+import type { GcmTagLength } from '../crypto/gcm.js';
 import { VxError } from '../errors.js';
 import { PacketBatch, type PacketBatchHandle } from '../io/batch.js';
 import { memBase } from '../io/libc.js';
@@ -79,6 +83,25 @@ export interface ServiceData {
   tickMs: number;
   /** SCHED_RR priority for the I/O thread (0: leave it in the normal class). */
   realtime: number;
+  /** ESP (RFC 4303 over UDP, RFC 3948) for encrypted ports; absent: every port is cleartext. */
+  esp?: EspData;
+}
+
+/** The encrypted underlay's regions: an ESP context, its UDP socket (port 4500) and batches. */
+export interface EspData {
+  handle: EspHandle;
+  udp: UdpHandle;
+  /** The ESP socket's port (every peer's ESP datagrams go to it). */
+  port: number;
+  /** This endpoint's underlay address (SA derivation; see src/crypto/esp-sas.ts). */
+  local: string;
+  icvLen: GcmTagLength;
+  /** Received ESP datagrams. */
+  from: PacketBatchHandle;
+  /** Contiguous copies of the datagrams to seal (each peer's copy its own slot). */
+  seal: PacketBatchHandle;
+  /** Per datapath peer index, 32 bytes: its sockaddr at the ESP port (what sealed copies go to). */
+  addrs: number;
 }
 
 export interface RemoteRef {
@@ -87,7 +110,8 @@ export interface RemoteRef {
 }
 
 export type ControlOp =
-  | { op: 'addPort'; vni: number; tap: TapHandle; mtu: number }
+  | { op: 'addPort'; vni: number; tap: TapHandle; mtu: number; encrypted?: boolean }
+  | { op: 'setKeys'; keys: EspKeySet }
   | { op: 'removePort'; vni: number }
   | { op: 'addPeer'; vni: number; remote: RemoteRef }
   | { op: 'removePeer'; vni: number; remote: RemoteRef }
@@ -108,6 +132,8 @@ interface Port {
   tap: TapDevice;
   /** Longest inner frame delivered: MTU + Ethernet header + one VLAN tag (what a bridge port takes). */
   maxFrame: number;
+  /** Sent only as ESP; cleartext VXLAN arriving for it is dropped (DROP_CLEARTEXT). */
+  encrypted: boolean;
 }
 
 interface PeerUse {
@@ -140,10 +166,20 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
   const io = { tapRxFrames: 0, tapRxBytes: 0, tapTxFrames: 0, tapTxErrors: 0 };
   const off = data.offload ? new Offload(data.offload, wasm, view, raw !== undefined) : undefined;
   let nout = 0;
+  // ESP: the context (this thread is its single writer), its SAs per peer, socket and batches.
+  const ed = data.esp;
+  const esp = ed ? Esp.attach(ed.handle, wasm) : undefined;
+  const sas = ed && esp ? new EspSaManager({ esp, local: ed.local, icvLen: ed.icvLen }) : undefined;
+  const espUdp = ed ? UdpBind.attach(ed.udp, memory) : undefined;
+  const espFrom = ed ? PacketBatch.attach(ed.from, memory) : undefined;
+  const sealB = ed ? PacketBatch.attach(ed.seal, memory) : undefined;
+  const espPeers = new Map<number, string>();
+  let nseal = 0;
 
   // ---- Sending ---------------------------------------------------------------------------------
 
   function flush(): void {
+    flushSeal();
     if (nout === 0) return;
     if (off) off.flush(sender, data.out.descs, nout);
     else sender.sendBatch(data.out.descs, nout);
@@ -206,12 +242,79 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     }
   }
 
+  /**
+   * Copies the VXLAN packet of descriptor word index `d` (headers and separate payload) into a
+   * seal slot bound for datapath peer `peer`: each peer's copy is sealed under its own SA.
+   */
+  function queueSeal(u32: Uint32Array, d: number, peer: number): void {
+    const b = sealB!;
+    const len = u32[d + (DESC_LEN >> 2)]!;
+    if (len > b.frameCapacity) return;
+    if (nseal === b.capacity) {
+      flushSeal();
+      u32 = view.u32();
+    }
+    const u8 = view.u8();
+    const ptr = u32[d + (DESC_PTR >> 2)]!;
+    const plen = off ? u32[d + (DESC_AUX >> 2)]! : 0;
+    const pay = u32[d + (DESC_AUX2 >> 2)]!;
+    const f = b.frame(nseal);
+    u8.copyWithin(f, ptr, ptr + len - plen);
+    if (plen > 0) u8.copyWithin(f + len - plen, pay, pay + plen);
+    const o = (b.descs + nseal * DESC_SIZE) >>> 2;
+    u32[o + (DESC_PTR >> 2)] = f;
+    u32[o + (DESC_LEN >> 2)] = len;
+    u32[o + (DESC_VERDICT >> 2)] = VERDICT_SEND;
+    u32[o + (DESC_ARG >> 2)] = peer;
+    u32[o + (DESC_ADDR >> 2)] = ed!.addrs + peer * 32;
+    u32[o + (DESC_AUX >> 2)] = 0;
+    u32[o + (DESC_AUX2 >> 2)] = 0;
+    nseal++;
+  }
+
+  /** Seals the queued copies (one WASM call) and sends those that have an SA on the ESP socket. */
+  function flushSeal(): void {
+    if (nseal === 0) return;
+    const b = sealB!;
+    const n = nseal;
+    nseal = 0;
+    esp!.seal(b.descs, n, { pushUdp: true });
+    const u32 = view.u32();
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      const d = (b.descs + i * DESC_SIZE) >>> 2;
+      if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_SEND) continue;
+      if (k !== i) u32.copyWithin((b.descs >>> 2) + k * (DESC_SIZE >> 2), d, d + (DESC_SIZE >> 2));
+      k++;
+    }
+    if (k === 0) return;
+    if (off) off.flush(espUdp!, b.descs, k);
+    else espUdp!.sendBatch(b.descs, k);
+  }
+
   /** Encapsulates the `n` frames read from `p` into fromTap (or the segments at `descs`) and sends them. */
   function encapSend(p: Port, descs: number, n: number): void {
     let u32 = view.u32();
     for (let i = 0; i < n; i++) u32[(descs + i * DESC_SIZE + DESC_ARG) >>> 2] = p.index;
     dp.encap({ descs }, n, nowSeconds());
     u32 = view.u32();
+    if (p.encrypted) {
+      for (let i = 0; i < n; i++) {
+        const d = (descs + i * DESC_SIZE) >>> 2;
+        const verdict = u32[d + (DESC_VERDICT >> 2)];
+        if (verdict === VERDICT_SEND) queueSeal(u32, d, u32[d + (DESC_ARG >> 2)]!);
+        else if (verdict === VERDICT_FLOOD) {
+          const list = u32[d + (DESC_ADDR >> 2)]!;
+          const cnt = u32[list >>> 2]!;
+          for (let j = 0; j < cnt; j++) queueSeal(u32, d, u32[(list >>> 2) + 1 + j]!);
+        } else if (verdict === VERDICT_REPLY) {
+          if (off) off.prepareWrite(u32[d]!);
+          writeTap(p, descs + i * DESC_SIZE);
+        }
+        u32 = view.u32();
+      }
+      return;
+    }
     for (let i = 0; i < n; i++) {
       const d = (descs + i * DESC_SIZE) >>> 2;
       const verdict = u32[d + (DESC_VERDICT >> 2)];
@@ -296,7 +399,25 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       if (!p || len <= p.maxFrame) continue;
       u32[d + (DESC_VERDICT >> 2)] = VERDICT_DROP;
       u32[d + (DESC_ARG >> 2)] = DROP_OVERSIZE;
-      countOversize(p.index, peerOf(u32, u32[d + (DESC_ADDR >> 2)]!), len);
+      countDrop(DROP_OVERSIZE, p.index, peerOf(u32, u32[d + (DESC_ADDR >> 2)]!), len);
+    }
+  }
+
+  /**
+   * Cleartext VXLAN for an encrypted port is dropped and counted as `cleartext` (Docker accepted
+   * it: CVE-2023-28840, CVE-2023-28842). Runs on what arrived on the plain socket only.
+   */
+  function dropCleartext(descs: number, m: number): void {
+    if (!ed) return;
+    const u32 = view.u32();
+    for (let i = 0; i < m; i++) {
+      const d = (descs + i * DESC_SIZE) >>> 2;
+      if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
+      const p = byIndex[u32[d + (DESC_ARG >> 2)]!];
+      if (!p?.encrypted) continue;
+      u32[d + (DESC_VERDICT >> 2)] = VERDICT_DROP;
+      u32[d + (DESC_ARG >> 2)] = DROP_CLEARTEXT;
+      countDrop(DROP_CLEARTEXT, p.index, peerOf(u32, u32[d + (DESC_ADDR >> 2)]!), u32[d + (DESC_LEN >> 2)]!);
     }
   }
 
@@ -313,12 +434,12 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     return -1;
   }
 
-  function countOversize(port: number, peer: number, len: number): void {
+  function countDrop(reason: number, port: number, peer: number, len: number): void {
     const dv = new DataView(memory.buffer);
     const ptr = (field: number) => dv.getUint32(data.dp.ctx + field, true);
     const add = (block: number, off: number, n: bigint) =>
       dv.setBigUint64(block + off, dv.getBigUint64(block + off, true) + n, true);
-    const drop = CNT_DROPS + 8 * DROP_OVERSIZE;
+    const drop = CNT_DROPS + 8 * reason;
     const blocks = [ptr(CTX_CNT_PORTS) + port * CNT_BLOCK_SIZE];
     if (peer >= 0) blocks.push(ptr(CTX_CNT_PEERS) + peer * CNT_BLOCK_SIZE);
     add(ptr(CTX_CNT_GLOBAL), drop, 1n);
@@ -340,22 +461,57 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         m = expandGro(view, fromUdp.descs, n, data.dec.descs, data.dec.capacity);
         descs = data.dec.descs;
       }
-      normalizeSources(descs, m);
-      dp.decap({ descs }, m, nowSeconds());
-      dropOversize(descs, m);
-      if (off) off.deliver(descs, m, (port) => byIndex[port]?.tap, io);
-      else {
-        const u32 = view.u32();
-        for (let i = 0; i < m; i++) {
-          const d = (descs + i * DESC_SIZE) >>> 2;
-          if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
-          const p = byIndex[u32[d + (DESC_ARG >> 2)]!];
-          if (p) writeTap(p, descs + i * DESC_SIZE);
-        }
-      }
+      deliver(descs, m, true);
       return n;
     },
   };
+
+  /** Decapsulates the `m` VXLAN packets at `descs` and writes them to their ports. */
+  function deliver(descs: number, m: number, cleartext: boolean): void {
+    normalizeSources(descs, m);
+    dp.decap({ descs }, m, nowSeconds());
+    dropOversize(descs, m);
+    if (cleartext) dropCleartext(descs, m);
+    if (off) off.deliver(descs, m, (port) => byIndex[port]?.tap, io);
+    else {
+      const u32 = view.u32();
+      for (let i = 0; i < m; i++) {
+        const d = (descs + i * DESC_SIZE) >>> 2;
+        if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
+        const p = byIndex[u32[d + (DESC_ARG >> 2)]!];
+        if (p) writeTap(p, descs + i * DESC_SIZE);
+      }
+    }
+  }
+
+  /** recvmmsg on the ESP socket -> [expandGro] -> esp.open (drops counted by ESP) -> decap -> TAPs. */
+  const espPump: Pump | undefined =
+    espUdp && espFrom
+      ? {
+          fd: espUdp.fd,
+          pump() {
+            const n = espUdp.recvBatch(espFrom);
+            if (n === 0) return 0;
+            let descs = espFrom.descs;
+            let m = n;
+            if (espUdp.gro) {
+              m = expandGro(view, espFrom.descs, n, data.dec.descs, data.dec.capacity);
+              descs = data.dec.descs;
+            }
+            esp!.open(descs, m, { pullUdp: true });
+            const u32 = view.u32();
+            let k = 0;
+            for (let i = 0; i < m; i++) {
+              const d = (descs + i * DESC_SIZE) >>> 2;
+              if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
+              if (k !== i) u32.copyWithin((descs >>> 2) + k * (DESC_SIZE >> 2), d, d + (DESC_SIZE >> 2));
+              k++;
+            }
+            if (k > 0) deliver(descs, k, false);
+            return n;
+          },
+        }
+      : undefined;
 
   // ---- Control ---------------------------------------------------------------------------------
 
@@ -372,7 +528,21 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     const u = uses.get(index);
     if (!u || u.flood.size > 0 || u.fdb > 0) return;
     uses.delete(index);
+    if (espPeers.delete(index)) sas!.removePeer(index);
     dp.removePeer(index);
+  }
+
+  /** Gives datapath peer `index` (at `address`) its SAs and its sockaddr at the ESP port. */
+  function espPeer(index: number, address: string): void {
+    if (!ed || espPeers.get(index) === address) return;
+    const u8 = view.u8();
+    const sa = dp.peerSockaddr(index);
+    const to = ed.addrs + index * 32;
+    u8.copyWithin(to, sa, sa + 28);
+    u8[to + 2] = ed.port >>> 8;
+    u8[to + 3] = ed.port & 0xff;
+    sas!.addPeer(index, address);
+    espPeers.set(index, address);
   }
 
   function port(vni: number): Port {
@@ -396,7 +566,17 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       case 'addPort': {
         if (byVni.has(c.vni)) throw new VxError('ERR_VNI_IN_USE', `VNI ${c.vni} already has a port`);
         const index = dp.addPort(c.vni);
-        const p: Port = { vni: c.vni, index, tap: TapDevice.attach(c.tap, memory), maxFrame: c.mtu + 18 };
+        if (c.encrypted && !ed) {
+          dp.removePort(c.vni);
+          throw new VxError('ERR_ESP_DISABLED', 'an encrypted port needs the engine opened with encryption');
+        }
+        const p: Port = {
+          vni: c.vni,
+          index,
+          tap: TapDevice.attach(c.tap, memory),
+          maxFrame: c.mtu + 18,
+          encrypted: c.encrypted === true,
+        };
         taps.add(p.tap.fd, index);
         byIndex[index] = p;
         byVni.set(c.vni, p);
@@ -422,6 +602,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         const index = dp.addPeer(c.remote);
         dp.addFlood(c.vni, [index]);
         use(index).flood.add(c.vni);
+        espPeer(index, c.remote.address);
         return index;
       }
       case 'removePeer': {
@@ -440,6 +621,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
           peer: dp.addPeer(e.remote),
         }));
         for (const e of entries) use(e.peer);
+        for (let i = 0; i < entries.length; i++) espPeer(entries[i]!.peer, c.entries[i]!.remote.address);
         try {
           dp.addFdb(entries, { replace: true, now: nowSeconds() });
         } finally {
@@ -471,6 +653,10 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         return c.entries.length;
       case 'removeNeigh':
         return dp.removeNeighbour(c.ips.map((ip) => ({ vni: c.vni, ip })));
+      case 'setKeys':
+        if (!sas) throw new VxError('ERR_ESP_DISABLED', 'the engine was opened without encryption');
+        sas.setKeys(c.keys);
+        return c.keys.keys.length;
     }
   }
 
@@ -479,13 +665,14 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
   function publish(): void {
     const dv = new DataView(memory.buffer);
     const s = udp.stats;
+    const e = espUdp?.stats;
     const vals: IoCounters = {
-      udpRxDatagrams: s.rxDatagrams,
-      udpRxBytes: s.rxBytes,
-      udpRxTruncated: s.rxTruncated,
-      udpTxDatagrams: s.txDatagrams + (raw?.stats.txDatagrams ?? 0),
-      udpTxBytes: s.txBytes + (raw?.stats.txBytes ?? 0),
-      udpTxErrors: s.txErrors + (raw?.stats.txErrors ?? 0),
+      udpRxDatagrams: s.rxDatagrams + (e?.rxDatagrams ?? 0),
+      udpRxBytes: s.rxBytes + (e?.rxBytes ?? 0),
+      udpRxTruncated: s.rxTruncated + (e?.rxTruncated ?? 0),
+      udpTxDatagrams: s.txDatagrams + (raw?.stats.txDatagrams ?? 0) + (e?.txDatagrams ?? 0),
+      udpTxBytes: s.txBytes + (raw?.stats.txBytes ?? 0) + (e?.txBytes ?? 0),
+      udpTxErrors: s.txErrors + (raw?.stats.txErrors ?? 0) + (e?.txErrors ?? 0),
       tapRxFrames: io.tapRxFrames,
       tapRxBytes: portList.reduce((a, p) => a + p.tap.stats.rxBytes, 0),
       tapTxFrames: io.tapTxFrames,
@@ -502,7 +689,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
 
   void base;
   return {
-    pumps: [tapPump, udpPump],
+    pumps: espPump ? [tapPump, udpPump, espPump] : [tapPump, udpPump],
     tickMs: data.tickMs,
     onControl(msg) {
       const c = msg as Control;

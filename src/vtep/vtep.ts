@@ -5,11 +5,13 @@
 // narrows its API to that VNI. Several overlays on one host share one engine instead (one socket on
 // the data-path port): use VtepEngine and addPort per VNI.
 import { EventEmitter } from 'node:events';
+import type { EspKeySet } from '../crypto/esp-sas.js';
 import { VxError } from '../errors.js';
 import type { Counters, IoCounters } from './counters.js';
 import {
   type EngineEvent,
   type EngineOptions,
+  type EspStats,
   type FdbView,
   type PeerView,
   type Remote,
@@ -32,6 +34,11 @@ export interface VtepOptions extends EngineOptions {
    * by default only when some are given.
    */
   neigh?: { ip: string; mac: string }[];
+  /**
+   * Encrypt: the VNI is carried only as ESP (UDP-encapsulated, port 4500) under SAs derived from
+   * this key ring, and cleartext VXLAN for it is dropped. Needs `local`.
+   */
+  keys?: EspKeySet;
 }
 
 export interface VtepStats {
@@ -40,6 +47,7 @@ export interface VtepStats {
   peers: PeerView[];
   global: Counters;
   io: IoCounters;
+  esp?: EspStats;
 }
 
 export class Vtep extends EventEmitter {
@@ -67,13 +75,19 @@ export class Vtep extends EventEmitter {
       throw new VxError('ERR_INVALID_VNI', `options.vni must be an integer in 0..16777215, got ${o?.vni}`);
     }
     // Without neighbour entries the proxy could only drop ARP: flood it then, as Linux vxlan does.
-    const engine = await VtepEngine.open({ ...o, arpProxy: o.arpProxy ?? (o.neigh?.length ?? 0) > 0 });
+    const engine = await VtepEngine.open({
+      ...o,
+      arpProxy: o.arpProxy ?? (o.neigh?.length ?? 0) > 0,
+      ...(o.keys ? { encryption: o.encryption ?? {} } : {}),
+    });
     try {
       const port = await engine.addPort({
         vni: o.vni,
         ...(o.name !== undefined ? { name: o.name } : {}),
-        mtu: o.mtu ?? 1450,
+        mtu: o.mtu ?? 1450 - (o.keys ? engine.espOverhead() : 0),
+        ...(o.keys ? { encrypted: true } : {}),
       });
+      if (o.keys) await engine.setKeys(o.keys);
       const v = new Vtep(engine, o.vni, port.name);
       for (const r of o.remotes ?? []) await v.addPeer(r);
       if (o.fdb?.length) await engine.addFdb(o.vni, o.fdb);
@@ -118,7 +132,14 @@ export class Vtep extends EventEmitter {
     const s = this.engine.stats();
     const counters = s.vnis.get(this.vni);
     if (!counters) throw new VxError('ERR_VTEP_CLOSED', 'the tunnel endpoint is closed');
-    return { vni: this.vni, counters, peers: s.peers, global: s.global, io: s.io };
+    return {
+      vni: this.vni,
+      counters,
+      peers: s.peers,
+      global: s.global,
+      io: s.io,
+      ...(s.esp ? { esp: s.esp } : {}),
+    };
   }
 
   /** Removes the TAP, stops forwarding and closes the underlay. Can run twice. */
