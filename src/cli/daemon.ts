@@ -46,7 +46,11 @@ export const daemon: Command = {
       arg: 'IP[:PORT]',
       help: "Resolver for names that are not containers' (repeatable; default: /etc/resolv.conf)",
     },
-    'vxlan-port': { type: 'string', arg: 'KIND', help: 'VXLAN port implementation (default "kernel")' },
+    'vxlan-port': {
+      type: 'string',
+      arg: 'KIND',
+      help: '"tap": vxnet\'s datapath (default); "kernel": the Linux vxlan device (reference)',
+    },
     'key-rotate-interval': {
       type: 'string',
       arg: 'SECONDS',
@@ -58,8 +62,10 @@ export const daemon: Command = {
     positionals(p, this, []);
     const outer = parentMountNs();
     if (outer !== undefined) return rerunIn(outer);
-    const { DEFAULT_STATE_DIR, PORT_KINDS, startDaemon } = await import('../daemon/daemon.js');
-    const kind = (p.flags['vxlan-port'] as string | undefined) ?? 'kernel';
+    const { DEFAULT_PORT_KIND, DEFAULT_STATE_DIR, PORT_KINDS, startDaemon } = await import(
+      '../daemon/daemon.js'
+    );
+    const kind = (p.flags['vxlan-port'] as string | undefined) ?? DEFAULT_PORT_KIND;
     if (!PORT_KINDS[kind])
       throw new VxError(
         'ERR_BAD_OPTION',
@@ -92,6 +98,10 @@ export const daemon: Command = {
     const rot = p.flags['key-rotate-interval'] as string | undefined;
     if (rot !== undefined && !/^[0-9]{1,7}$/.test(rot))
       throw new VxError('ERR_BAD_OPTION', `--key-rotate-interval "${rot}" must be a whole number of seconds`);
+    // The daemon runs ip/bridge for every endpoint, here and for other hosts': fork them from a
+    // small helper, so each command does not block the daemon (kernel/spawner.ts).
+    const { useSpawnHelper } = await import('../kernel/exec.js');
+    const stopHelper = useSpawnHelper();
     const { openStore } = await import('../store/open.js');
     const store =
       clusterStore === undefined
@@ -126,7 +136,7 @@ export const daemon: Command = {
       const stop = () => {
         process.off('SIGTERM', stop);
         process.off('SIGINT', stop);
-        d.close().then(resolve, resolve);
+        d.close().then(resolve, resolve).finally(stopHelper);
       };
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);

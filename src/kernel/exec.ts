@@ -9,6 +9,7 @@
 
 import { execFile } from 'node:child_process';
 import { VxError } from '../errors.js';
+import { Spawner } from './spawner.js';
 
 export interface Where {
   /** Named network namespace (`ip netns`); the current one when absent. */
@@ -100,19 +101,33 @@ export function ipBatch(commands: string[][], opts: RunOptions): Promise<string>
   return ip(['-batch', '-'], { ...opts, input: `${commands.map((c) => c.join(' ')).join('\n')}\n` });
 }
 
+let helper: Spawner | undefined;
+
+/**
+ * From now on commands are forked by a small helper process (spawner.ts), not by this one: for a
+ * long-running process with a large heap (the daemon), whose every fork would block it. Returns
+ * the function that stops the helper (later commands fork directly again).
+ */
+export function useSpawnHelper(): () => void {
+  const h = new Spawner();
+  helper = h;
+  return () => {
+    if (helper === h) helper = undefined;
+    h.close();
+  };
+}
+
 function spawnTool(argv: string[], opts: RunOptions): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = execFile(
-      argv[0]!,
-      argv.slice(1),
-      { timeout: opts.timeoutMs ?? 15000, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const detail = (stderr || err.message).trim().split('\n').slice(-3).join('; ');
-        const msg = `could not ${opts.action}${where(opts)}: ${detail}`;
-        reject(new KernelError(classify(stderr), msg, stderr));
-      },
-    );
+    const done = (err: Error | null, stdout: string, stderr: string) => {
+      if (!err) return resolve(stdout);
+      const detail = (stderr || err.message).trim().split('\n').slice(-3).join('; ');
+      const msg = `could not ${opts.action}${where(opts)}: ${detail}`;
+      reject(new KernelError(classify(stderr), msg, stderr));
+    };
+    const timeoutMs = opts.timeoutMs ?? 15000;
+    if (helper) return helper.run(argv, { input: opts.input, timeoutMs }, done);
+    const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, maxBuffer: 64 << 20 }, done);
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });
 }
