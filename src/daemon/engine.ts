@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { espOverhead } from '../crypto/esp.js';
 import { VxError } from '../errors.js';
 import { overlaps, parseCidr } from '../ipam/cidr.js';
 import { Ipam } from '../ipam/pool.js';
@@ -161,8 +162,9 @@ export class Engine {
     });
   }
 
+  /** The network's MTU: its own, or the overlay's; an encrypted network's gives room to ESP in UDP. */
   mtuOf(net: NetworkRecord): number {
-    return net.mtu ?? this.overlayMtu;
+    return net.mtu ?? this.overlayMtu - (net.encrypted ? espOverhead({ udpEncap: true }) : 0);
   }
 
   // --- networks -------------------------------------------------------------------------------

@@ -10,12 +10,17 @@
 // neighbour entry the ARP proxy answers from. No learning: remote MACs come only from the store.
 // The TAPs live as long as the daemon's fds: close() removes them (they are not persistent), and a
 // restarted daemon makes them again in ensure().
-// `encrypted` is not carried yet: these ports send cleartext VXLAN.
+// Encrypted networks (`--opt encrypted`): their TAP is an encrypted port of the engine (ESP
+// AES-GCM in UDP 4500, cleartext VXLAN for the VNI dropped), under SAs derived from the cluster
+// keys applyKeys hands over (kept here and installed on the engine whenever it opens). Plain
+// networks on the same engine stay cleartext VXLAN on 4789.
 import { VXLAN_PORT } from '../../assembly/constants.js';
+import { VxError } from '../errors.js';
 import { setLink } from '../kernel/link.js';
 import { netnsExists } from '../kernel/netns.js';
 import type { Counters } from '../vtep/counters.js';
 import { VtepEngine } from '../vtep/engine.js';
+import type { AppliedKeys } from './keys.js';
 import type {
   FdbEntry,
   OverlayPorts,
@@ -45,6 +50,7 @@ interface Applied {
   fdb: Map<string, string>;
   neigh: Map<string, string>;
   up: boolean;
+  encrypted: boolean;
 }
 
 export class TapPorts implements OverlayPorts {
@@ -53,6 +59,8 @@ export class TapPorts implements OverlayPorts {
   private readonly nets = new Map<string, Applied>();
   /** One change at a time: ensure/remove/setRemotes of several networks interleave otherwise. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The cluster keys last applied (installed on the engine when it opens). */
+  private keys: AppliedKeys | undefined;
 
   constructor(private readonly o: TapPortsOptions = {}) {}
 
@@ -63,14 +71,25 @@ export class TapPorts implements OverlayPorts {
   }
 
   private open(): Promise<VtepEngine> {
-    this.engine ??= VtepEngine.open({
-      ...(this.o.local !== undefined ? { local: this.o.local } : {}),
-      ...(this.o.hostNetns !== undefined ? { netns: this.o.hostNetns } : {}),
-      port: VXLAN_PORT,
-      learning: false,
-      arpProxy: true,
-      floodUnknown: true,
-    });
+    this.engine ??= (async () => {
+      const e = await VtepEngine.open({
+        ...(this.o.local !== undefined ? { local: this.o.local } : {}),
+        ...(this.o.hostNetns !== undefined ? { netns: this.o.hostNetns } : {}),
+        port: VXLAN_PORT,
+        learning: false,
+        arpProxy: true,
+        floodUnknown: true,
+        // Encryption needs this host's address (the SAs are derived from both ends' addresses).
+        ...(this.o.local !== undefined ? { encryption: {} } : {}),
+      });
+      try {
+        if (this.keys && e.encryption) await e.setKeys(this.keys);
+      } catch (err) {
+        await e.close();
+        throw err;
+      }
+      return e;
+    })();
     this.engine.catch(() => {
       this.engine = undefined;
     });
@@ -80,7 +99,15 @@ export class TapPorts implements OverlayPorts {
   private state(ref: PortRef): Applied {
     let a = this.nets.get(ref.network);
     if (!a) {
-      a = { ref, remotes: [], vteps: new Set(), fdb: new Map(), neigh: new Map(), up: false };
+      a = {
+        ref,
+        remotes: [],
+        vteps: new Set(),
+        fdb: new Map(),
+        neigh: new Map(),
+        up: false,
+        encrypted: false,
+      };
       this.nets.set(ref.network, a);
     }
     a.ref = { network: ref.network, vni: ref.vni, sandbox: ref.sandbox };
@@ -90,14 +117,25 @@ export class TapPorts implements OverlayPorts {
   ensure(spec: PortSpec): Promise<void> {
     return this.serial(async () => {
       const engine = await this.open();
+      if (spec.encrypted && !engine.encryption) {
+        throw new VxError('ERR_ESP_CONFIG', 'encrypted networks on TAP ports need --cluster-advertise');
+      }
       const a = this.state(spec);
       const existing = engine.portOf(spec.vni);
-      if (existing && (!a.up || existing.netns !== spec.sandbox)) await engine.removePort(spec.vni);
+      const stale = !a.up || existing?.netns !== spec.sandbox || a.encrypted !== spec.encrypted;
+      if (existing && stale) await engine.removePort(spec.vni);
       if (!engine.portOf(spec.vni)) {
         a.vteps.clear();
         a.fdb.clear();
         a.neigh.clear();
-        await engine.addPort({ vni: spec.vni, name: DEV, mtu: spec.mtu, netns: spec.sandbox });
+        await engine.addPort({
+          vni: spec.vni,
+          name: DEV,
+          mtu: spec.mtu,
+          netns: spec.sandbox,
+          encrypted: spec.encrypted,
+        });
+        a.encrypted = spec.encrypted;
       }
       await setLink(DEV, { netns: spec.sandbox, mtu: spec.mtu, master: spec.bridge, up: true });
       a.up = true;
@@ -146,6 +184,15 @@ export class TapPorts implements OverlayPorts {
     a.neigh = neigh;
   }
 
+  /** The cluster keys changed: every key receives, `primary` sends (src/daemon/keys.ts). */
+  applyKeys(keys: AppliedKeys): Promise<void> {
+    return this.serial(async () => {
+      this.keys = keys;
+      const engine = this.engine && (await this.engine.catch(() => undefined));
+      if (engine?.encryption) await engine.setKeys(keys);
+    });
+  }
+
   async fdb(ref: PortRef): Promise<FdbEntry[]> {
     const a = this.nets.get(ref.network);
     const engine = this.engine && (await this.engine.catch(() => undefined));
@@ -180,8 +227,16 @@ export class TapPorts implements OverlayPorts {
 
   async stats(ref: PortRef): Promise<PortStats> {
     const engine = this.engine && (await this.engine.catch(() => undefined));
-    const c = engine?.stats().vnis.get(ref.vni);
-    return { network: ref.network, vni: ref.vni, counters: c ? flatten(c) : {} };
+    const s = engine?.stats();
+    const c = s?.vnis.get(ref.vni);
+    const counters = c ? flatten(c) : {};
+    // The ESP stage's counters are the engine's (ESP drops happen before a VNI is known).
+    if (c && s?.esp && this.nets.get(ref.network)?.encrypted) {
+      counters['esp.sealed'] = s.esp.sealed;
+      counters['esp.opened'] = s.esp.opened;
+      for (const [k, v] of Object.entries(s.esp.drops)) counters[`esp.drops.${k}`] = v;
+    }
+    return { network: ref.network, vni: ref.vni, counters };
   }
 
   /** Ports of networks not in `keep` go (after a crash the TAPs went with the old process). */
