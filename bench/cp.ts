@@ -2,14 +2,20 @@
 // underlay bridge, a real etcd, one `vxnet daemon --cluster-store etcd://...` per host, kernel
 // VXLAN ports), driven through the daemons' APIs as `vxnet --host hostN run -d` drives them.
 //
-// What is timed, and how "forwards to it" is seen:
-// - Each host's datapath is watched where it lives: `ip netns exec <sandbox> bridge monitor fdb`
+// What is timed, and how "forwards to it" is seen: each host's datapath is read where it lives.
+// - Kernel vxlan ports (`--vxlan-port kernel`): `ip netns exec <sandbox> bridge monitor fdb`
 //   runs in the network's sandbox namespace of every host (vxsb-<host>-<net>), and the bench
 //   stamps each line as it arrives (an add of MAC -> dst tunnel endpoint on vxlan0). This is the
 //   kernel's own notification of the FDB write, so it is cheaper and finer than polling
 //   `bridge fdb show` (a process per poll, ~5-10 ms each on this box) or the daemon's `GET /fdb`
-//   (which runs the same command inside the daemon); each phase ends with a `bridge -j fdb show`
-//   snapshot of every host that must agree with what the monitors saw.
+//   (which runs the same command inside the daemon).
+// - vxnet's TAP datapath (`--vxlan-port tap`): its FDB is in the WASM tables of the daemon's
+//   engine, so `GET /fdb?network=N` of each host is polled (every 5 ms during cp-converge, every
+//   250 ms during cp-scale; each answer is a read of the engine's table, no process) and an entry
+//   is stamped when the first answer that holds it arrives.
+//   Without the flag the daemons' default port is used; stderr says which.
+// Each phase ends with a snapshot of every host (`bridge -j fdb show` / `GET /fdb`) that must agree
+// with what was watched.
 // - cp-converge p50/p99 (ms): one endpoint joins on host A (hosts in rotation): POST
 //   /containers/create + /start of `sleep` on A, as `run -d`. Timed from the create call's start
 //   until every other host's vxlan0 FDB holds the new MAC -> A's underlay address. 40 joins
@@ -58,20 +64,41 @@ interface Ct {
 const now = () => performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The remote FDB entries (MAC -> dst) of one host's vxlan0 in a sandbox, as the kernel reports them. */
-class FdbMonitor {
+/**
+ * The remote FDB entries (MAC -> tunnel endpoint) of one host's port of a network, as its
+ * datapath holds them: the kernel vxlan0 through `bridge monitor fdb` in the sandbox (each add
+ * stamped as it arrives), or vxnet's TAP datapath through `GET /fdb` polled every `pollMs`
+ * (stamped when the answer that first holds it arrives).
+ */
+class FdbWatch {
   /** MAC -> (dst, when it was added). */
   readonly entries = new Map<string, { dst: string; at: number }>();
   private child?: ChildProcess;
+  private stopped = false;
   private waiters: (() => void)[] = [];
   private buf = '';
 
   constructor(
     readonly host: string,
     readonly sandbox: string,
+    readonly kernel: boolean,
+    private readonly client: Client,
+    private readonly network: string,
+    readonly pollMs: number,
   ) {}
 
   async start(): Promise<void> {
+    if (!this.kernel) {
+      await this.poll();
+      void (async () => {
+        while (!this.stopped) {
+          const t = now();
+          await this.poll().catch(() => undefined);
+          await sleep(Math.max(0, this.pollMs - (now() - t)));
+        }
+      })();
+      return;
+    }
     const child = spawn('ip', ['netns', 'exec', this.sandbox, 'bridge', 'monitor', 'fdb'], {
       stdio: ['ignore', 'pipe', 'ignore'],
     });
@@ -82,9 +109,7 @@ class FdbMonitor {
       const lines = this.buf.split('\n');
       this.buf = lines.pop()!;
       for (const l of lines) this.line(l, at);
-      const w = this.waiters;
-      this.waiters = [];
-      for (const f of w) f();
+      this.wake();
     });
     await new Promise((r, j) => {
       child.once('spawn', r);
@@ -92,8 +117,38 @@ class FdbMonitor {
     });
     // bridge monitor has subscribed once it runs; what was programmed before comes from a snapshot.
     await sleep(200);
-    for (const e of await fdbSnapshot(this.sandbox))
+    for (const e of await this.snapshot())
       if (!this.entries.has(e.mac)) this.entries.set(e.mac, { dst: e.dst, at: now() });
+  }
+
+  /** The port's remote entries read at once (the kernel's table, or the daemon's answer). */
+  async snapshot(): Promise<{ mac: string; dst: string }[]> {
+    if (this.kernel) return fdbSnapshot(this.sandbox);
+    const rows = await this.client.call<{ mac: string; vtep?: string }[]>(
+      'GET',
+      `/fdb?network=${this.network}`,
+    );
+    return rows
+      .filter((r) => r.vtep !== undefined && r.mac !== ZERO_MAC)
+      .map((r) => ({ mac: r.mac.toLowerCase(), dst: r.vtep! }));
+  }
+
+  private async poll(): Promise<void> {
+    const rows = await this.snapshot();
+    const at = now();
+    const seen = new Set<string>();
+    for (const r of rows) {
+      seen.add(r.mac);
+      if (this.entries.get(r.mac)?.dst !== r.dst) this.entries.set(r.mac, { dst: r.dst, at });
+    }
+    for (const mac of [...this.entries.keys()]) if (!seen.has(mac)) this.entries.delete(mac);
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
   }
 
   private line(l: string, at: number): void {
@@ -104,7 +159,7 @@ class FdbMonitor {
     } else if (this.entries.get(m[2]!)?.dst !== m[3]) this.entries.set(m[2]!, { dst: m[3]!, at });
   }
 
-  /** Resolves with the time `mac` -> `dst` was added (at once when it already is). */
+  /** Resolves once `pred` holds (checked on every change seen). */
   async until(pred: () => boolean, ms: number, what: string): Promise<void> {
     const end = now() + ms;
     while (!pred()) {
@@ -120,6 +175,7 @@ class FdbMonitor {
   }
 
   stop(): void {
+    this.stopped = true;
     this.child?.kill();
   }
 }
@@ -177,12 +233,19 @@ async function labModule(): Promise<typeof import('../src/lab/lab.js')> {
   return import(entry);
 }
 
+const sb = (hostId: string, netId: string) => `vxsb-${hostId}-${netId.slice(0, 12)}`;
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
 async function main(): Promise<void> {
   const { labDown, labUp } = await labModule();
   const prefix = `cp${randomBytes(2).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'vxnet-bench-cp-'));
   const abort = new AbortController();
-  const monitors: FdbMonitor[] = [];
+  const monitors: FdbWatch[] = [];
   let lab: Lab | undefined;
   let cleaning: Promise<void> | undefined;
   const cleanup = () => {
@@ -208,10 +271,24 @@ async function main(): Promise<void> {
   });
   try {
     note(`lab up: 3 hosts (prefix ${prefix}, dir ${dir})`);
-    lab = await labUp({ hosts: 3, prefix, dir, signal: abort.signal });
+    const port = flag('--vxlan-port');
+    lab = await labUp({
+      hosts: 3,
+      prefix,
+      dir,
+      signal: abort.signal,
+      daemonArgs: port === undefined ? [] : ['--vxlan-port', port],
+    });
     const hosts = lab.state.hosts;
     const clients = hosts.map((h) => lab!.client(h.name));
     const pids = hosts.map((h) => h.pid!);
+    const kind = (await clients[0]!.call<{ OverlayPorts: string }>('GET', '/info')).OverlayPorts;
+    const kernel = kind === 'kernel-vxlan';
+    note(
+      `VXLAN ports: ${kind}; FDBs watched ${kernel ? 'by bridge monitor fdb in each sandbox' : 'by polling GET /fdb'}`,
+    );
+    const watch = (i: number, netId: string, name: string, pollMs: number) =>
+      new FdbWatch(hosts[i]!.name, sb(hosts[i]!.hostId, netId), kernel, clients[i]!, name, pollMs);
 
     // --- cp-converge ---------------------------------------------------------------------------
     const net = await clients[0]!.call<{ Id: string }>('POST', '/networks/create', {
@@ -225,8 +302,7 @@ async function main(): Promise<void> {
     record({ bench: 'rss', case: 'daemon-idle', impl: 'vxnet', value: idle, unit: 'MB' });
 
     for (const [i, c] of clients.entries()) await runDetached(c, `w${i}`, 'cpconv');
-    const sb = (hostId: string, netId: string) => `vxsb-${hostId}-${netId.slice(0, 12)}`;
-    const conv = hosts.map((h) => new FdbMonitor(h.name, sb(h.hostId, net.Id)));
+    const conv = hosts.map((_, i) => watch(i, net.Id, 'cpconv', 5));
     monitors.push(...conv);
     await Promise.all(conv.map((m) => m.start()));
     const total: number[] = [];
@@ -239,7 +315,7 @@ async function main(): Promise<void> {
       await runDetached(clients[a]!, name, 'cpconv');
       const tApi = now();
       const ct = await clients[a]!.call<Ct>('GET', `/containers/${name}/json`);
-      const mac = ct.NetworkSettings.Networks.cpconv!.MacAddress;
+      const mac = ct.NetworkSettings.Networks.cpconv!.MacAddress.toLowerCase();
       const vtep = hosts[a]!.ip;
       let last = 0;
       for (const [j, m] of conv.entries()) {
@@ -254,7 +330,7 @@ async function main(): Promise<void> {
     }
     // The monitors' view against the kernel's: every joined endpoint on every other host.
     for (const [j, m] of conv.entries()) {
-      const snap = new Map((await fdbSnapshot(m.sandbox)).map((e) => [e.mac, e.dst]));
+      const snap = new Map((await m.snapshot()).map((e) => [e.mac, e.dst]));
       for (const [mac, e] of m.entries)
         if (snap.get(mac) !== e.dst)
           throw new Error(`${hosts[j]!.name}: monitor saw ${mac} -> ${e.dst}, FDB has ${snap.get(mac)}`);
@@ -280,7 +356,7 @@ async function main(): Promise<void> {
     });
     // One container per host first, so each host has the network's sandbox to watch.
     for (const [i, c] of clients.entries()) await runDetached(c, `z${i}`, 'cpscale');
-    const scale = hosts.map((h) => new FdbMonitor(h.name, sb(h.hostId, big.Id)));
+    const scale = hosts.map((_, i) => watch(i, big.Id, 'cpscale', 250));
     monitors.push(...scale);
     await Promise.all(scale.map((m) => m.start()));
     const n = SCALE_ENDPOINTS - hosts.length;
@@ -336,7 +412,7 @@ async function main(): Promise<void> {
       clearInterval(progress);
     }
     for (const [j, m] of scale.entries()) {
-      const snap = await fdbSnapshot(m.sandbox);
+      const snap = await m.snapshot();
       const remote = snap.filter((e) => e.dst !== hosts[j]!.ip && hosts.some((h) => h.ip === e.dst)).length;
       if (remote !== want(j))
         throw new Error(`${hosts[j]!.name}: FDB holds ${remote} remote endpoints, want ${want(j)}`);
