@@ -9,6 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { listAddrs } from '../src/kernel/addr.js';
+import { ipJson } from '../src/kernel/exec.js';
 import { getLink, listLinks } from '../src/kernel/link.js';
 import { netnsPids } from '../src/kernel/netns.js';
 import { openEmbeddedStore } from '../src/store/embedded.js';
@@ -61,6 +62,19 @@ async function restart(env: Record<string, string> = {}): Promise<void> {
   await h.start(env);
 }
 
+/** The TAP devices in a namespace (vxnet's VXLAN ports). */
+async function taps(netns: string): Promise<{ name: string; master?: string; mtu: number }[]> {
+  const links = await ipJson<{
+    ifname: string;
+    master?: string;
+    mtu: number;
+    linkinfo?: { info_kind: string };
+  }>(['-d', 'link', 'show'], { netns, action: 'links' });
+  return links
+    .filter((l) => l.linkinfo?.info_kind === 'tun')
+    .map((l) => ({ name: l.ifname, ...(l.master ? { master: l.master } : {}), mtu: l.mtu }));
+}
+
 /** Everything the API lists is plumbed; nothing else of this host is in the kernel. */
 async function assertConsistent(): Promise<Ct[]> {
   const cts = await h.client.call<Ct[]>('GET', '/containers/json');
@@ -82,7 +96,11 @@ async function assertConsistent(): Promise<Ct[]> {
   const spaces = await h.namespaces();
   const sandboxes = spaces.filter((n) => n.startsWith('vxsb-'));
   assert.equal(sandboxes.length, cts.length > 0 ? 1 : 0, `sandboxes: ${sandboxes.join(' ')}`);
-  for (const sb of sandboxes) assert.deepEqual(await netnsPids(sb), []);
+  for (const sb of sandboxes) {
+    assert.deepEqual(await netnsPids(sb), []);
+    // The VXLAN port was made again: one TAP, on br0, with br0's MTU.
+    assert.deepEqual(await taps(sb), [{ name: 'vxtap0', master: 'br0', mtu: 1450 }], sb);
+  }
   assert.deepEqual(
     spaces.filter((n) => n.startsWith('vxct-')),
     [...expected].sort(),
@@ -108,6 +126,9 @@ test('kill -9 at each step of run, restart: consistent, nothing leaked', { skip 
     const name = `x${POINTS.indexOf(point)}`;
     await assert.rejects(runContainer(name));
     assert.equal(await h.exited(), 'SIGKILL');
+    // The TAP went with the daemon's fds: nothing of the port outlives the process.
+    const sandbox = (await h.namespaces()).find((n) => n.startsWith('vxsb-'))!;
+    assert.deepEqual(await taps(sandbox), [], 'no TAP left by the killed daemon');
     await h.start();
     const cts = await assertConsistent();
     const names = cts.map((c) => c.Name);

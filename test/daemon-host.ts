@@ -32,7 +32,10 @@ export interface TestHost {
   /** Output of the current daemon (JSON log lines). */
   output: string[];
   /** Starts the daemon inside the host: by `nsenter --net` (default) or `ip netns exec`. */
-  start(env?: Record<string, string>, o?: { launcher?: 'nsenter' | 'ip-netns-exec' }): Promise<ChildProcess>;
+  start(
+    env?: Record<string, string>,
+    o?: { launcher?: 'nsenter' | 'ip-netns-exec'; args?: string[] },
+  ): Promise<ChildProcess>;
   /** Waits for the daemon process to exit; resolves its exit code or signal. */
   exited(): Promise<number | string>;
   /** Namespaces of this host's vxnet objects. */
@@ -77,6 +80,7 @@ export async function createHost(): Promise<TestHost> {
           h.socket,
           '--host-id',
           hostId,
+          ...(o.args ?? []),
         ],
         { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
       );
@@ -88,7 +92,9 @@ export async function createHost(): Promise<TestHost> {
         child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)),
       );
       h.exited = () => exit;
-      for (let i = 0; i < 200; i++) {
+      // 20 s: through tsx on a loaded 2-core machine a start takes 3-6 s, more with a cold
+      // transform cache (the first run after an edit compiles the daemon and the I/O worker).
+      for (const end = Date.now() + 20_000; Date.now() < end; ) {
         const ok = await h.client.raw('GET', '/_ping').then(
           (r) => r.status === 200,
           () => false,

@@ -9,7 +9,8 @@
 // Shutdown: stop accepting, let queued mutations finish, close the ports and the store, remove the
 // socket. Kernel state stays: containers keep running and a restart adopts them.
 // The store and the ports are injected (`store`, `ports`): issue 6's `--cluster-store etcd://`
-// swaps only the Store, and the lead's TAP datapath replaces `KernelVxlanPorts`.
+// swaps only the Store; `--vxlan-port` picks the VXLAN ports: vxnet's TAP datapath (default) or the
+// kernel's vxlan device (the reference implementation, kept to cross-check the datapath against).
 //
 // Running inside a simulated host: `nsenter --net=/run/netns/HOST vxnet daemon ...`. Only the
 // network namespace changes, so the namespaces the daemon creates are mounted in the machine's
@@ -44,11 +45,17 @@ import { TapPorts } from './tap-ports.js';
 export const DEFAULT_SOCKET = '/run/vxnet/vxnet.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/vxnet';
 
-/** VXLAN port implementations by `--vxlan-port` name; the lead registers the TAP datapath here. */
+/**
+ * VXLAN port implementations by `--vxlan-port` name: `tap` is vxnet's own datapath (the product),
+ * `kernel` the Linux vxlan device, the reference it is cross-checked against.
+ */
 export const PORT_KINDS: Record<string, (o: PortContext) => OverlayPorts> = {
   kernel: (o) => new KernelVxlanPorts({ hostNetns: o.hostNetns, local: o.advertise }),
   tap: (o) => new TapPorts({ hostNetns: o.hostNetns, local: o.advertise }),
 };
+
+/** The `--vxlan-port` used when none is given. */
+export const DEFAULT_PORT_KIND = 'tap';
 
 /** What a VXLAN port implementation is told when the daemon makes it. */
 export interface PortContext {
@@ -67,7 +74,7 @@ export interface DaemonOptions {
   store?: Store;
   storeKind?: string;
   ports?: OverlayPorts;
-  /** `PORT_KINDS` name of the VXLAN port implementation, when `ports` is not given (default kernel). */
+  /** `PORT_KINDS` name of the VXLAN port implementation, when `ports` is not given (default tap). */
   portKind?: string;
   /** Lease TTL of this host's membership, seconds (default 10): how long a dead host's peers stay. */
   hostTtl?: number;
@@ -183,7 +190,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     throw new VxError('ERR_BAD_OPTION', '--host-ttl must be an integer number of seconds from 1 to 3600');
   const host = o.hostNetns === undefined ? {} : { netns: o.hostNetns };
   const advertise = o.advertise === undefined ? undefined : await resolveAdvertise(o.advertise, host);
-  const makePorts = PORT_KINDS[o.portKind ?? 'kernel'];
+  const makePorts = PORT_KINDS[o.portKind ?? DEFAULT_PORT_KIND];
   if (!o.ports && !makePorts)
     throw new VxError(
       'ERR_BAD_OPTION',
