@@ -167,7 +167,7 @@ test('docker-like flow: network create/ls/inspect, run, ps, exec, attach, fdb, p
   assert.deepEqual(JSON.parse(await ok(['peers', '--format', 'json'])), []);
   const stats = JSON.parse(await ok(['stats', '--format', 'json']));
   assert.equal(stats[0].name, 'web');
-  assert.equal(typeof stats[0].counters.tx_packets, 'number');
+  assert.equal(typeof stats[0].counters.txPackets, 'number', 'counters of the TAP datapath');
   const info = JSON.parse(await ok(['info', '--format', 'json'], { VXNET_HOST: `unix://${h.socket}` }));
   assert.equal(info.ID, h.hostId);
   assert.equal(info.OverlayMTU, 1450);

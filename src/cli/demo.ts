@@ -5,8 +5,9 @@
 // Owns: the script and its presentation. Everything goes through the same pieces a user would
 // use: the lab (src/lab/lab.ts) and each host's daemon API (what `vxnet --host hostN ...` calls).
 // The path is read back from the daemons, not assumed: the network's VNI and peers, both
-// containers' addresses, and host2's forwarding entry for web's MAC (the tunnel endpoint its
-// VXLAN port was programmed with from the store). The web server reports the address the request
+// containers' addresses, which VXLAN port the daemons run (vxnet's TAP datapath by default, or
+// the kernel's vxlan device), host2's forwarding entry for web's MAC (the tunnel endpoint its
+// VXLAN port was programmed with from the store) and the port's own counters. The web server reports the address the request
 // came from, so the page itself shows it crossed the overlay unchanged (no NAT on the way).
 // The lab is removed at the end, on failure, and on Ctrl-C (building stops between steps).
 
@@ -19,6 +20,8 @@ import { type Command, positionals } from './args.js';
 import type { Client } from './client.js';
 
 const NETWORK = 'demo';
+/** The TAP's name in a network's sandbox when the daemons run vxnet's datapath (tap-ports.ts). */
+const TAP_DEV = 'vxtap0';
 const STEPS = 6;
 
 // The web server: node's http module, answering every request with the page it is given, which
@@ -180,7 +183,9 @@ export const demo: Command = {
         web: webEp,
         client: clientEp,
         resolved: await resolveIn(client.Netns, 'web'),
-        local: (await host2.call<{ ClusterAdvertise?: string }>('GET', '/info')).ClusterAdvertise,
+        ...(await host2
+          .call<{ ClusterAdvertise?: string; OverlayPorts?: string }>('GET', '/info')
+          .then((i) => ({ local: i.ClusterAdvertise, ports: i.OverlayPorts }))),
         toWeb: fdb2.find((r) => r.mac === webEp.MacAddress),
         toClient: fdb1.find((r) => r.mac === clientEp.MacAddress),
         counters: stats.find((r) => r.name === NETWORK)?.counters,
@@ -250,17 +255,24 @@ function printPath(x: {
   client: Endpoint;
   resolved: string;
   local?: string;
+  /** The daemons' VXLAN port implementation (/info OverlayPorts). */
+  ports?: string;
   toWeb?: FdbRow;
   toClient?: FdbRow;
   counters?: Record<string, number>;
 }): void {
   const line = (k: string, v: string) => detail(`${k.padEnd(10)} ${v}`);
   const remote = x.toWeb?.vtep ?? '?';
+  const tap = x.ports === 'vxnet-tap';
   line('client', `host2  ${x.client.IPAddress}  ${x.client.MacAddress}`);
   line('web', `host1  ${x.web.IPAddress}  ${x.web.MacAddress}`);
   line('name', `"web" -> ${x.resolved}  (127.0.0.11: vxnet's resolver in the client's namespace)`);
   line('network', `${NETWORK}  VNI ${x.net.VNI}  subnet ${x.net.IPAM.Config[0]?.Subnet}  MTU ${x.net.MTU}`);
   line('tunnel', `${x.local ?? '?'} (host2) -> ${remote} (host1)  VXLAN VNI ${x.net.VNI}, UDP ${VXLAN_PORT}`);
+  line(
+    'port',
+    tap ? `${TAP_DEV} in each sandbox, on br0: vxnet's TAP datapath (${x.ports})` : `${x.ports ?? '?'}`,
+  );
   line('host2 FDB', x.toWeb ? `${x.toWeb.mac} -> vtep ${remote}` : `no entry for ${x.web.MacAddress}`);
   line(
     'host1 FDB',
@@ -269,13 +281,26 @@ function printPath(x: {
       : `no entry for ${x.client.MacAddress}`,
   );
   line('peers', x.net.Peers.map((p) => `${p.Name} ${p.IP}`).join(', '));
-  if (x.counters)
+  if (x.counters) {
+    // The TAP datapath names its counters txPackets/rxPackets, the kernel port tx_packets/rx_packets.
+    const c = x.counters;
+    const dropped = c.dropped === undefined ? '' : `, ${c.dropped} dropped`;
     line(
       'counters',
-      `host2's VXLAN port on VNI ${x.net.VNI}: ${x.counters.tx_packets ?? 0} packets sent, ${x.counters.rx_packets ?? 0} received`,
+      `host2's VXLAN port on VNI ${x.net.VNI}: ${c.txPackets ?? c.tx_packets ?? 0} packets sent, ` +
+        `${c.rxPackets ?? c.rx_packets ?? 0} received${dropped}`,
     );
+  }
   detail('');
-  detail(`client ${x.client.IPAddress} -> eth0 -> br0 [host2's sandbox for ${NETWORK}] -> VXLAN port`);
-  detail(`  -> UDP ${x.local ?? '?'} -> ${remote}:${VXLAN_PORT} across the underlay ${x.s.subnet}`);
-  detail(`  -> VXLAN port -> br0 [host1's sandbox] -> eth0 -> web ${x.web.IPAddress}:80`);
+  if (tap) {
+    detail(`client ${x.client.IPAddress} -> eth0 -> br0 [host2's sandbox for ${NETWORK}] -> ${TAP_DEV}`);
+    detail(`  -> host2's daemon: vxnet datapath (FDB lookup, VXLAN encap in WASM on its I/O thread)`);
+    detail(`  -> UDP ${x.local ?? '?'} -> ${remote}:${VXLAN_PORT} across the underlay ${x.s.subnet}`);
+    detail(`  -> host1's daemon: vxnet datapath (VXLAN decap, VNI ${x.net.VNI}) -> ${TAP_DEV}`);
+    detail(`  -> br0 [host1's sandbox] -> eth0 -> web ${x.web.IPAddress}:80`);
+  } else {
+    detail(`client ${x.client.IPAddress} -> eth0 -> br0 [host2's sandbox for ${NETWORK}] -> VXLAN port`);
+    detail(`  -> UDP ${x.local ?? '?'} -> ${remote}:${VXLAN_PORT} across the underlay ${x.s.subnet}`);
+    detail(`  -> VXLAN port -> br0 [host1's sandbox] -> eth0 -> web ${x.web.IPAddress}:80`);
+  }
 }
