@@ -15,7 +15,6 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { Client } from '../src/cli/client.js';
 import { type RunningDaemon, startDaemon } from '../src/daemon/daemon.js';
-import { KernelVxlanPorts } from '../src/daemon/kernel-vxlan.js';
 import { addAddr } from '../src/kernel/addr.js';
 import { ensureVeth, setLink } from '../src/kernel/link.js';
 import { deleteNetns, ensureNetns, listNetns } from '../src/kernel/netns.js';
@@ -133,7 +132,6 @@ test('names across hosts: a container on host2 resolves web on host1, aliases, s
       storeKind: 'memory',
       hostNetns: h.ns,
       advertise: h.ip,
-      ports: new KernelVxlanPorts({ hostNetns: h.ns, local: h.ip }),
       log: pino({ level: process.env.VXNET_TEST_LOG ?? 'silent' }),
       dnsUpstreams: ['192.168.214.2'],
       hostTtl: 1,

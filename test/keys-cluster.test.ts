@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { Client } from '../src/cli/client.js';
-import { type RunningDaemon, startDaemon } from '../src/daemon/daemon.js';
-import { KernelVxlanPorts } from '../src/daemon/kernel-vxlan.js';
+import { DEFAULT_PORT_KIND, PORT_KINDS, type RunningDaemon, startDaemon } from '../src/daemon/daemon.js';
 import { ACKS, type AppliedKeys, KEY_RING, parseRing } from '../src/daemon/keys.js';
 import type { OverlayPorts } from '../src/daemon/ports.js';
 import { addAddr } from '../src/kernel/addr.js';
@@ -76,7 +75,13 @@ test('keys across two daemons: applyKeys on both before the switch; a departed h
   await addAddr('ul0', `${hosts[0]!.ip}/24`, { netns: hosts[0]!.ns });
   await addAddr('ul0p', `${hosts[1]!.ip}/24`, { netns: hosts[1]!.ns });
   for (const h of hosts) {
-    const ports: OverlayPorts = new KernelVxlanPorts({ hostNetns: h.ns, local: h.ip });
+    // The default port kind (vxnet's TAP datapath); its own applyKeys still runs after the check.
+    const ports: OverlayPorts = PORT_KINDS[DEFAULT_PORT_KIND]!({
+      hostNetns: h.ns,
+      advertise: h.ip,
+      stateDir: h.dir,
+    });
+    const apply = ports.applyKeys?.bind(ports);
     ports.applyKeys = (k: AppliedKeys) => {
       h.installed = new Set(k.keys.map((x) => x.id));
       for (const o of hosts) {
@@ -86,6 +91,7 @@ test('keys across two daemons: applyKeys on both before the switch; a departed h
         }
       }
       h.sending = k.primary;
+      return apply?.(k);
     };
     daemons.push(
       await startDaemon({

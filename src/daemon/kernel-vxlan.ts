@@ -5,7 +5,10 @@
 // Owns: one `vxlan0` per network sandbox. As Docker's overlay driver does, the device is created
 // in the daemon's (host's) namespace, so its UDP socket (dstport 4789) lives on the underlay, and
 // is then moved into the sandbox and enslaved to br0. `nolearning`: remote MACs come only from
-// the store (setRemotes), never from the wire. A crash between create and move leaves a
+// the store (setRemotes), never from the wire. `proxy`: ARP requests for remote endpoints are
+// answered from the neighbour entries setRemotes writes, and no ARP frame crosses the tunnel --
+// as Docker's overlay and as vxnet's TAP datapath do (its ARP proxy drops ARP replies from the
+// bridge, as the kernel's arp_reduce does), so a kernel host and a TAP host interoperate. A crash between create and move leaves a
 // `vxt-<vni>` in the host namespace; ensure() and sweep() remove it.
 // `encrypted` is ignored: the kernel here has no gcm(aes) for IPsec, and this implementation only
 // serves tests; vxnet's own datapath encrypts.
@@ -85,7 +88,10 @@ export class KernelVxlanPorts implements OverlayPorts {
       const temp = `vxt-${o.vni}`;
       await deleteLink(temp, this.host);
       const args = ['link', 'add', temp, 'type', 'vxlan', 'id', String(o.vni), 'dstport', String(VXLAN_PORT)];
-      await ip([...args, ...this.local, 'nolearning'], { ...this.host, action: `add vxlan "${temp}"` });
+      await ip([...args, ...this.local, 'nolearning', 'proxy'], {
+        ...this.host,
+        action: `add vxlan "${temp}"`,
+      });
       await moveLink(temp, { ...this.host, to: o.sandbox, rename: DEV });
     }
     this.written.delete(o.network);
