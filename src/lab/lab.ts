@@ -320,6 +320,9 @@ async function startHostDaemon(s: LabState, h: LabHost, extra: string[]): Promis
         `--net=/run/netns/${h.ns}`,
         '--',
         process.execPath,
+        // A young generation of 1 MB semi-spaces instead of up to 16 MB: the daemon's live heap is
+        // ~16 MB even with 1000 endpoints, the rest of its RSS was garbage not yet collected.
+        '--max-semi-space-size=1',
         ...entry.args,
         'daemon',
         '--state-dir',
@@ -429,7 +432,7 @@ export async function labDown(
   );
   const ours = [...s.hosts.map((h) => h.ns), s.etcd.ns, s.underlay.ns].filter((n) => all.includes(n));
   say(`removing ${theirs.length + ours.length} namespaces`);
-  for (const n of [...theirs, ...ours]) {
+  const remove = async (n: string) => {
     await deleteNetns(n, { killProcesses: true });
     // The embedded resolver's resolv.conf of a container whose daemon was killed first.
     rmSync(`/etc/netns/${n}/resolv.conf`, { force: true });
@@ -439,7 +442,15 @@ export async function labDown(
       // Not there, or someone else's files.
     }
     report.namespaces.push(n);
-  }
+  };
+  // The daemons' namespaces (a lab may hold a thousand containers) a few at a time, then the lab's.
+  const queue = [...theirs];
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) await remove(n);
+    }),
+  );
+  for (const n of ours) await remove(n);
   if (await stopProcess(s.etcd.pid, s.etcd.pidStart, 0)) report.processes.push(s.etcd.pid!);
   for (const h of s.hosts) {
     rmSync(h.stateDir, { recursive: true, force: true });
