@@ -68,6 +68,10 @@ export const tunnel: Command = {
       type: 'bool',
       help: 'Carry the VNI only as ESP AES-GCM in UDP port 4500 and drop cleartext VXLAN (needs --key, --local)',
     },
+    'esp-udp': {
+      type: 'bool',
+      help: 'With --encrypt: ESP in UDP port 4500 (default); --esp-udp=false sends IP protocol 50',
+    },
     key: {
       type: 'list',
       arg: '[ID:]HEX',
@@ -77,7 +81,7 @@ export const tunnel: Command = {
   async run(p, _ctx) {
     positionals(p, tunnel, []);
     const o = options(p);
-    const espBytes = o.keys ? espOverhead({ udpEncap: true }) : 0;
+    const espBytes = o.keys ? espOverhead({ udpEncap: p.flags['esp-udp'] !== false }) : 0;
     const mtu = o.mtu ?? (await underlayMtu(o.local, o.remotes[0])) - espBytes;
     const vtep = await Vtep.open({ ...o, mtu });
     const print = () => process.stdout.write(`${JSON.stringify(report(vtep.stats()))}\n`);
@@ -163,7 +167,7 @@ function options(p: Parsed) {
     ...(mtu !== undefined ? { mtu } : {}),
     neigh: pairs(p, 'neigh').map(([ip, mac]) => ({ ip, mac })),
     fdb: pairs(p, 'fdb').map(([mac, remote]) => ({ mac, remote })),
-    ...(keys ? { keys } : {}),
+    ...(keys ? { keys, encryption: { udp: p.flags['esp-udp'] !== false } } : {}),
   };
 }
 

@@ -16,6 +16,8 @@ import {
   AF_INET,
   AF_INET6,
   IPPROTO_RAW,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
   SOCK_CLOEXEC,
@@ -72,6 +74,31 @@ export class RawSender {
   /** A worker's sender: UdpBind.attach(handle) sends on this socket (gso off). */
   handle(): UdpHandle {
     return this.tx.handle();
+  }
+
+  /**
+   * A raw IPv4 socket of IP protocol `proto` (e.g. 50, ESP) whose packets the kernel gives their IP
+   * header: send takes the payload (no GSO), receive (recvBatch on the adopted UdpBind) yields each
+   * packet with its IPv4 header in front. For ESP in IP (RFC 4303) without kernel IPsec.
+   */
+  static openProto(proto: number, opts: Omit<RawOptions, 'family'> & { rcvbuf?: number } = {}): UdpBind {
+    const fd = sys.socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, proto);
+    if (fd < 0) throw sysError('ERR_RAW_SOCKET', `cannot open a raw socket for IP protocol ${proto}`);
+    try {
+      const b = Buffer.alloc(4);
+      for (const [size, force, plain] of [
+        [opts.sndbuf, SO_SNDBUFFORCE, SO_SNDBUF],
+        [opts.rcvbuf, SO_RCVBUFFORCE, SO_RCVBUF],
+      ] as const) {
+        if (!size) continue;
+        b.writeInt32LE(size);
+        if (sys.setsockopt(fd, SOL_SOCKET, force, b, 4) < 0) sys.setsockopt(fd, SOL_SOCKET, plain, b, 4);
+      }
+      return UdpBind.adopt(fd, 4, { ...opts, gso: false });
+    } catch (e) {
+      sys.close(fd);
+      throw e;
+    }
   }
 
   /** Sends descriptors [0, n) at `descs` as complete IP packets; returns how many the kernel took. */

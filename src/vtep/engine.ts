@@ -87,8 +87,17 @@ export interface EngineOptions {
    * `local` (SAs are derived from both endpoints' addresses) and the UDP underlay. The keys come
    * from setKeys; until then encrypted traffic drops as noSa.
    */
-  encryption?: { port?: number; icvLen?: GcmTagLength; maxSas?: number };
+  encryption?: {
+    port?: number;
+    icvLen?: GcmTagLength;
+    maxSas?: number;
+    /** false: ESP as IP protocol 50 on a raw socket (no GSO) instead of in UDP (default true). */
+    udp?: boolean;
+  };
 }
+
+/** IP protocol number of ESP (RFC 4303). */
+const IPPROTO_ESP = 50;
 
 /** Default port of UDP-encapsulated ESP (RFC 3948). */
 export const ESP_UDP_PORT = 4500;
@@ -187,7 +196,7 @@ export class VtepEngine extends EventEmitter {
     private readonly raw: RawSender | undefined,
     private readonly ioStats: number,
     private worker: IoWorker | undefined,
-    private readonly esp: { esp: Esp; udp: UdpBind; icvLen: GcmTagLength } | undefined,
+    private readonly esp: { esp: Esp; udp: UdpBind; icvLen: GcmTagLength; udpEncap: boolean } | undefined,
   ) {
     super();
     this.local = o.local;
@@ -255,7 +264,9 @@ export class VtepEngine extends EventEmitter {
     try {
       if (enc) {
         espUdp = inNetns(o.netns, () =>
-          UdpBind.open({ address: local, port: espPort, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
+          enc.udp === false
+            ? RawSender.openProto(IPPROTO_ESP, { rcvbuf: 8 << 20, sndbuf: 8 << 20 })
+            : UdpBind.open({ address: local, port: espPort, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
         );
       }
       if (underlay === 'raw') raw = inNetns(o.netns, () => RawSender.open({ family: 4, sndbuf: 8 << 20 }));
@@ -301,9 +312,13 @@ export class VtepEngine extends EventEmitter {
           handle: esp.handle(),
           udp: espUdp.handle(),
           port: espPort,
+          ip: enc.udp === false,
           local,
           icvLen,
-          from: new PacketBatch({ capacity: 32, frameCapacity: offload ? 65535 : 9216 }).handle(),
+          from: new PacketBatch({
+            capacity: 32,
+            frameCapacity: offload && enc.udp !== false ? 65535 : 9216 + 64,
+          }).handle(),
           seal: new PacketBatch({ capacity: 64, frameCapacity: 9216 + 64 }).handle(),
           addrs: wasm.alloc((o.maxPeers ?? 1024) * 32),
         };
@@ -316,7 +331,7 @@ export class VtepEngine extends EventEmitter {
         raw,
         ioStats,
         undefined,
-        esp && espUdp ? { esp, udp: espUdp, icvLen } : undefined,
+        esp && espUdp ? { esp, udp: espUdp, icvLen, udpEncap: enc?.udp !== false } : undefined,
       );
       engine.worker = await IoWorker.start({
         file: workerFile(),
@@ -464,7 +479,7 @@ export class VtepEngine extends EventEmitter {
    * header, IV, padding, trailer, ICV and the RFC 3948 UDP header); 0 without encryption.
    */
   espOverhead(): number {
-    return this.esp ? espOverhead({ icvLen: this.esp.icvLen, udpEncap: true }) : 0;
+    return this.esp ? espOverhead({ icvLen: this.esp.icvLen, udpEncap: this.esp.udpEncap }) : 0;
   }
 
   /**

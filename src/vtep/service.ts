@@ -93,6 +93,8 @@ export interface EspData {
   udp: UdpHandle;
   /** The ESP socket's port (every peer's ESP datagrams go to it). */
   port: number;
+  /** ESP as IP protocol 50 (a raw socket: packets arrive with their IPv4 header, no GSO/GRO). */
+  ip: boolean;
   /** This endpoint's underlay address (SA derivation; see src/crypto/esp-sas.ts). */
   local: string;
   icvLen: GcmTagLength;
@@ -288,7 +290,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       k++;
     }
     if (k === 0) return;
-    if (off) off.flush(espUdp!, b.descs, k);
+    if (off && !ed!.ip) off.flush(espUdp!, b.descs, k);
     else espUdp!.sendBatch(b.descs, k);
   }
 
@@ -466,6 +468,20 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     },
   };
 
+  /** A raw socket's packets start with their IPv4 header: move each descriptor past it (to ESP). */
+  function stripIpv4(descs: number, m: number): void {
+    const u32 = view.u32();
+    const u8 = view.u8();
+    for (let i = 0; i < m; i++) {
+      const d = (descs + i * DESC_SIZE) >>> 2;
+      const len = u32[d + (DESC_LEN >> 2)]!;
+      const ihl = len > 0 ? (u8[u32[d + (DESC_PTR >> 2)]!]! & 15) * 4 : 0;
+      const cut = ihl >= 20 && ihl <= len ? ihl : len; // no valid header: an empty packet (truncated)
+      u32[d + (DESC_PTR >> 2)] = u32[d + (DESC_PTR >> 2)]! + cut;
+      u32[d + (DESC_LEN >> 2)] = len - cut;
+    }
+  }
+
   /** Decapsulates the `m` VXLAN packets at `descs` and writes them to their ports. */
   function deliver(descs: number, m: number, cleartext: boolean): void {
     normalizeSources(descs, m);
@@ -498,6 +514,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
               m = expandGro(view, espFrom.descs, n, data.dec.descs, data.dec.capacity);
               descs = data.dec.descs;
             }
+            if (ed!.ip) stripIpv4(descs, m);
             esp!.open(descs, m, { pullUdp: true });
             const u32 = view.u32();
             let k = 0;
