@@ -306,7 +306,8 @@ export class VtepEngine extends EventEmitter {
       };
       let esp: Esp | undefined;
       if (enc && espUdp) {
-        const maxSas = enc.maxSas ?? 192;
+        // 3 keys x 2 directions per peer of an encrypted port: 64 such peers by default.
+        const maxSas = enc.maxSas ?? 384;
         esp = new Esp({ core: wasm, maxSas, maxKeys: maxSas, maxPeers: o.maxPeers ?? 1024 });
         data.esp = {
           handle: esp.handle(),

@@ -549,9 +549,12 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     dp.removePeer(index);
   }
 
-  /** Gives datapath peer `index` (at `address`) its SAs and its sockaddr at the ESP port. */
-  function espPeer(index: number, address: string): void {
-    if (!ed || espPeers.get(index) === address) return;
+  /**
+   * Gives datapath peer `index` (at `address`) its SAs and its sockaddr at the ESP port, when an
+   * encrypted port uses it (peers of plain ports only take no SA slots).
+   */
+  function espPeer(vni: number, index: number, address: string): void {
+    if (!ed || !byVni.get(vni)?.encrypted || espPeers.get(index) === address) return;
     const u8 = view.u8();
     const sa = dp.peerSockaddr(index);
     const to = ed.addrs + index * 32;
@@ -619,7 +622,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
         const index = dp.addPeer(c.remote);
         dp.addFlood(c.vni, [index]);
         use(index).flood.add(c.vni);
-        espPeer(index, c.remote.address);
+        espPeer(c.vni, index, c.remote.address);
         return index;
       }
       case 'removePeer': {
@@ -638,7 +641,8 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
           peer: dp.addPeer(e.remote),
         }));
         for (const e of entries) use(e.peer);
-        for (let i = 0; i < entries.length; i++) espPeer(entries[i]!.peer, c.entries[i]!.remote.address);
+        for (let i = 0; i < entries.length; i++)
+          espPeer(c.vni, entries[i]!.peer, c.entries[i]!.remote.address);
         try {
           dp.addFdb(entries, { replace: true, now: nowSeconds() });
         } finally {
