@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import type { Client } from '../src/cli/client.js';
 import type { PeerInfo } from '../src/daemon/ports.js';
 import { isVxError } from '../src/errors.js';
-import { deleteNetns, listNetns } from '../src/kernel/netns.js';
+import { deleteNetns } from '../src/kernel/netns.js';
 import { type EtcdServer, etcdctl, startEtcd } from '../src/lab/etcd.js';
 import { cliEntry, type Lab, type LabHost, labDown, labUp } from '../src/lab/lab.js';
 import { pings, root } from './daemon-host.js';
@@ -92,24 +92,10 @@ function restartDaemon(lab: Lab, h: LabHost, ttl = TTL): ChildProcess {
   }
 }
 
-/** MACs in the VXLAN FDBs of every network sandbox of a host, read from the kernel. */
-async function kernelFdbMacs(hostId: string): Promise<Set<string>> {
-  const macs = new Set<string>();
-  for (const ns of (await listNetns()).filter((n) => n.startsWith(`vxsb-${hostId}-`))) {
-    const { stdout } = await execFileP('ip', [
-      'netns',
-      'exec',
-      ns,
-      'bridge',
-      '-j',
-      'fdb',
-      'show',
-      'dev',
-      'vxlan0',
-    ]);
-    for (const e of JSON.parse(stdout) as { mac: string; dst?: string }[]) if (e.dst) macs.add(e.mac);
-  }
-  return macs;
+/** A network's datapath counters on a host (the TAP datapath's, by name). */
+async function counters(c: Client, net: string): Promise<Record<string, number>> {
+  const rows = await c.call<{ name: string; counters: Record<string, number> }[]>('GET', '/stats');
+  return rows.find((r) => r.name === net)?.counters ?? {};
 }
 
 const vteps = async (c: Client) => (await c.call<PeerInfo[]>('GET', '/peers')).map((p) => p.vtep).sort();
@@ -301,7 +287,7 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
     },
   );
 
-  await t.test('a daemon restarted within its TTL: the other hosts see no change, no ping lost', async () => {
+  await t.test('a daemon restarted within its TTL: the other hosts see no change', async () => {
     const h2 = hosts[1]!;
     const answers = () => until('host 2 to answer', () => c2.call('GET', '/_ping').then(() => true), 30000);
     // First onto a long TTL (this restart outlives the lab's 3 s lease: a plain rejoin).
@@ -325,22 +311,29 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
       }
     })();
     const died = new Promise((r) => first.once('exit', r));
+    const down = Date.now();
     first.kill('SIGKILL');
     await died;
     const second = restartDaemon(lab, h2, 20);
     extra.push({ kill: () => second.kill('SIGKILL') });
     await answers();
+    await until('a1 -> a2 again', () => pings(a(1).netns, a(2).ip), 10000);
+    const downMs = Date.now() - down;
     const t0 = Date.now();
     await until('a second of traffic after the restart', async () => Date.now() - t0 > 1000);
     watching = false;
     await watch;
     const { sent, received } = await stream.stop();
     t.diagnostic(
-      `host 2 restarted within its TTL: ${received}/${sent} pings from host 1, ${missing}/${polls} polls missing it`,
+      `host 2 restarted within its TTL: ${received}/${sent} pings from host 1 (no path for ` +
+        `${downMs} ms: kill -9 to the first answered ping), ${missing}/${polls} polls missing it`,
     );
     assert.equal(missing, 0, 'hosts 1 and 3 never dropped host 2');
     assert.ok(polls >= 10);
-    assert.equal(received, sent, 'no ping to host 2 lost');
+    // Host 2's VXLAN ports are TAPs served by its daemon (the default port kind): they go with the
+    // process and come back with the restart, so pings (every 100 ms) are lost only meanwhile.
+    assert.ok(received >= 5, `${received}/${sent} answered`);
+    assert.ok(sent - received <= Math.ceil(downMs / 100) + 2, `${sent - received} lost in ${downMs} ms`);
     const listed = await c2.call<{ Name: string; State: { Status: string } }[]>('GET', '/containers/json');
     assert.deepEqual(listed.map((c) => [c.Name, c.State.Status]).sort(), [
       ['a2', 'running'],
@@ -374,12 +367,19 @@ test('cluster: 3 hosts on etcd', { skip, timeout: 180_000 }, async (t) => {
       for (const c of [c2, c3])
         await until('host 1 withdrawn', async () => !(await vteps(c)).includes(h1.ip), TTL * 1000 + 2000);
       t.diagnostic(`host 1 withdrawn by the others ${Date.now() - cut} ms after the partition`);
-      const kept = await kernelFdbMacs(h1.hostId);
+      // Its API says the store is away, and its datapath's own views still answer.
+      await assert.rejects(c1.call('GET', '/networks'), (err) => isVxError(err, 'ERR_STORE_UNAVAILABLE'));
+      const kept = await fdbMacs(c1);
       assert.ok(kept.has(a(3).mac) && kept.has(a(2).mac), 'host 1 keeps its remote entries');
       assert.ok(kept.has(b2.mac), 'host 1 has not heard of b2 going');
-      // Its API says the store is away, and its datapath views still answer, from the kernel.
-      await assert.rejects(c1.call('GET', '/networks'), (err) => isVxError(err, 'ERR_STORE_UNAVAILABLE'));
-      assert.deepEqual(await fdbMacs(c1), kept);
+      // And forwards on them: pings to a3 are encapsulated unicast towards host 3 (which, having
+      // withdrawn host 1, drops them), not flooded.
+      const before = await counters(c1, 'na');
+      await pings(a(1).netns, a(3).ip);
+      await pings(a(1).netns, a(3).ip);
+      const after = await counters(c1, 'na');
+      const unicast = (x: Record<string, number>) => (x.txPackets ?? 0) - (x.floodPackets ?? 0);
+      assert.ok(unicast(after) - unicast(before) >= 2, JSON.stringify({ before, after }));
       // A compaction meanwhile: whatever host 1 watched from is gone, so it must take a snapshot.
       const rev = JSON.parse(
         await etcdctl(['endpoint', 'status', '-w', 'json'], {
