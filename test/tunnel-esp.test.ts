@@ -5,7 +5,7 @@
 // while the pattern never appears in the capture's bytes; cleartext VXLAN sent at the encrypted
 // tunnel, a replayed and a tampered ESP datagram are dropped and counted. Needs root.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -309,4 +309,28 @@ describe('vxnet tunnel --encrypt --esp-udp=false: ESP as IP protocol 50', {
     const g = (await tunnels[1]!.stats()).global;
     assert.equal(drops(g, 'auth'), 0);
   });
+});
+
+test('vxnet tunnel: bad encryption options are ERR_BAD_OPTION before anything is opened', async () => {
+  const main = join(import.meta.dirname, '..', 'src', 'cli', 'main.ts');
+  const base = ['--import', 'tsx', main, 'tunnel', '--vni', '5', '--remote', '192.0.2.1'];
+  const key = '00112233445566778899aabbccddeeff';
+  for (const [args, msg] of [
+    [['--encrypt'], '--encrypt needs --key'],
+    [['--encrypt', '--key', 'abcd'], '--key must be'],
+    [['--encrypt', '--key', `1:${key}`, '--key', `1:${key}`], 'ids must differ'],
+    [['--key', key], '--key needs --encrypt'],
+    [['--encrypt', '--key', key], '--encrypt needs --local'],
+  ] as const) {
+    const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
+      const c = spawn(process.execPath, [...base, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr!.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      c.once('close', (code) => resolve({ code, err }));
+    });
+    assert.equal(r.code, 1, r.err);
+    assert.ok(r.err.includes('ERR_BAD_OPTION') && r.err.includes(msg), r.err);
+  }
 });

@@ -179,8 +179,6 @@ function keyRing(p: Parsed, local: string): EspKeySet | undefined {
     return undefined;
   }
   if (list.length === 0) throw new VxError('ERR_BAD_OPTION', '--encrypt needs --key HEX');
-  if (local === '0.0.0.0' || local === '::')
-    throw new VxError('ERR_BAD_OPTION', '--encrypt needs --local IP');
   const keys = list.map((item, i) => {
     const m = /^(?:(\d+):)?([0-9a-fA-F]+)$/.exec(item);
     const hex = m?.[2] ?? '';
@@ -191,6 +189,8 @@ function keyRing(p: Parsed, local: string): EspKeySet | undefined {
   });
   if (new Set(keys.map((k) => k.id)).size !== keys.length)
     throw new VxError('ERR_BAD_OPTION', '--key ids must differ');
+  if (local === '0.0.0.0' || local === '::')
+    throw new VxError('ERR_BAD_OPTION', '--encrypt needs --local IP');
   return { keys, primary: keys[keys.length - 1]!.id };
 }
 
