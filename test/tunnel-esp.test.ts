@@ -205,7 +205,7 @@ describe('vxnet tunnel --encrypt between two hosts', { skip: !root && 'needs roo
     assert.equal(after, before + 2);
   });
 
-  test('a replayed and a tampered ESP datagram are dropped and counted (replay, auth)', async () => {
+  test('a replayed, a tampered and a truncated ESP datagram are dropped and counted (replay, auth, truncated)', async () => {
     const [a, b] = pair.hosts;
     const fromB = espPayloads(readFileSync(pcap)).filter((p) => p.src === b.underlayIp);
     const replayed = fromB.at(-1)!.payload;
@@ -213,13 +213,17 @@ describe('vxnet tunnel --encrypt between two hosts', { skip: !root && 'needs roo
     const tampered = Buffer.from(replayed);
     tampered.writeUInt32BE(tampered.readUInt32BE(4) + 100000, 4);
     const s0 = (await tunnels[0]!.stats()).global;
-    await sendDatagrams(b.ns, a.underlayIp, ESP_PORT, [replayed, tampered]);
+    // Cut inside the IV: shorter than the ESP header + IV + ICV.
+    const truncated = replayed.subarray(0, 20);
+    await sendDatagrams(b.ns, a.underlayIp, ESP_PORT, [replayed, tampered, truncated]);
     let s1 = s0;
+    const grew = (r: string) => drops(s1, r) > drops(s0, r);
     for (let i = 0; i < 50; i++) {
       s1 = (await tunnels[0]!.stats()).global;
-      if (drops(s1, 'replay') > drops(s0, 'replay') && drops(s1, 'auth') > drops(s0, 'auth')) break;
+      if (grew('replay') && grew('auth') && grew('truncated')) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    assert.equal(drops(s1, 'truncated') - drops(s0, 'truncated'), 1, 'truncated: counted under truncated');
     assert.equal(drops(s1, 'replay') - drops(s0, 'replay'), 1, 'replayed: counted under replay');
     assert.equal(drops(s1, 'auth') - drops(s0, 'auth'), 1, 'tampered: counted under auth');
   });
