@@ -16,7 +16,7 @@ const up: Command = {
   flags: {
     hosts: { type: 'string', arg: 'N', help: 'Number of hosts, 1-16 (default 2)' },
     subnet: { type: 'string', arg: 'CIDR', help: 'Underlay subnet (default 192.168.99.0/24)' },
-    'vxlan-port': { type: 'string', arg: 'KIND', help: "The daemons' VXLAN port implementation" },
+    'vxlan-port': { type: 'string', arg: 'KIND', help: "The daemons' VXLAN port: tap (default) or kernel" },
   },
   async run(p) {
     positionals(p, this, []);

@@ -2,8 +2,9 @@
 //
 // Owns: the interface only. The daemon builds a network's sandbox (namespace + br0) and then asks
 // the port implementation to put its VXLAN port on br0; it never touches the tunnel itself. Two
-// implementations plug in: vxnet's userspace TAP datapath (the product) and `KernelVxlanPorts`
-// (the Linux `vxlan` device, used by the daemon tests as an independent, real VXLAN port).
+// implementations plug in: vxnet's userspace TAP datapath (`TapPorts`, the product and the
+// default) and `KernelVxlanPorts` (the Linux `vxlan` device, `--vxlan-port kernel`: the reference
+// the datapath is cross-checked against).
 // Diagnostics (`fdb show`, `peers`, `stats`) return what the implementation reports, unchanged in
 // shape, so the CLI shows the datapath's own view. Remote endpoints (issue 6) come through
 // `setRemotes`, one whole table per network, so one serialised applier can diff it.
