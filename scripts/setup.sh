@@ -31,3 +31,7 @@ fi
 
 echo "setup: building WASM and TypeScript"
 npm run --silent build
+
+# The `vxnet` command on PATH (what `npm install -g` would do), pointing at this checkout.
+ln -sf "$PWD/bin/vxnet.js" /usr/local/bin/vxnet
+echo "setup: vxnet -> $(readlink /usr/local/bin/vxnet)"
