@@ -342,6 +342,7 @@ export const ESP_CHUNK = 256; // descriptors staged per inner pass (batches of a
 export const ESP_F_BY_SA = 1; // seal: DESC_ARG is an SA index (default: a peer index mapped by esp_bind)
 export const ESP_F_PULL_UDP = 2; // open: also check the inner UDP header (dport 4789) and pull it
 export const ESP_F_PUSH_UDP = 4; // seal: the payload is VXLAN; push its UDP header (ports 4789, checksum 0) first
+export const ESP_F_STAGE = 8; // seal (n <= ESP_CHUNK): stage only; GCM runs later via esp_gcm_staged (split across threads)
 // ESP context (ESPX_SIZE bytes, u32 fields): config written by the host, then esp_setup carves tables.
 export const ESPX_SIZE = 128;
 export const ESPX_MAX_SAS = 0; // config: SA slots

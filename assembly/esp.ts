@@ -47,6 +47,7 @@ import {
   ESP_F_BY_SA,
   ESP_F_PULL_UDP,
   ESP_F_PUSH_UDP,
+  ESP_F_STAGE,
   ESP_PUSH,
   ESP_REPLAY_WINDOW,
   ESP_SA_F_ESN,
@@ -381,8 +382,18 @@ function sealChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
     add64(cnt + ESP_CNT_SEALED_BYTES, len);
     count++;
   }
-  grouped(ectx, count, true);
+  if ((flags & ESP_F_STAGE) == 0) grouped(ectx, 0, count, true, <usize>load<u32>(ectx + ESPX_SCRATCH));
   return count;
+}
+
+/**
+ * Runs the GCM part of staged descriptors lo..hi-1 of a seal with ESP_F_STAGE (whose return value
+ * is the number staged), using `scratch` (GCM_SCRATCH_SIZE bytes; 0: the context's). Disjoint
+ * ranges touch disjoint staged entries and packets, so two threads may run one each at once: the
+ * per-SA state (sequence numbers, IV counters, counters) was all assigned by the staging call.
+ */
+export function esp_gcm_staged(ectx: usize, lo: u32, hi: u32, scratch: usize): void {
+  grouped(ectx, lo, hi, true, scratch != 0 ? scratch : <usize>load<u32>(ectx + ESPX_SCRATCH));
 }
 
 function openChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
@@ -421,7 +432,7 @@ function openChunk(ectx: usize, descs: usize, m: u32, flags: u32): u32 {
     store<u32>(d + DESC_ARG, <u32>((sa - <usize>load<u32>(ectx + ESPX_SAS)) / ESP_SA_SIZE));
     count++;
   }
-  grouped(ectx, count, false);
+  grouped(ectx, 0, count, false, <usize>load<u32>(ectx + ESPX_SCRATCH));
   let opened: u32 = 0;
   const cnt = <usize>load<u32>(ectx + ESPX_CNT);
   const gcmd = <usize>load<u32>(ectx + ESPX_GCMD);
@@ -494,12 +505,11 @@ function afterAuth(sa: usize, text: usize, textLen: u32, flags: u32, seq: u64): 
  * are formed in place by swapping staged entries (GCM descriptor, key, descriptor index); the
  * nonces are referenced by address, so they stay put.
  */
-function grouped(ectx: usize, count: u32, seal: bool): void {
+function grouped(ectx: usize, lo: u32, count: u32, seal: bool, scratch: usize): void {
   const gcmd = <usize>load<u32>(ectx + ESPX_GCMD);
   const keys = <usize>load<u32>(ectx + ESPX_KEYS);
   const idx = <usize>load<u32>(ectx + ESPX_IDX);
-  const scratch = <usize>load<u32>(ectx + ESPX_SCRATCH);
-  let done: u32 = 0;
+  let done: u32 = lo;
   while (done < count) {
     const key = load<u32>(keys + (<usize>done << 2));
     let j = done + 1;

@@ -19,5 +19,5 @@ export {
 export { fdb_add_batch, fdb_remove_batch, fdb_lookup_batch, fdb_learn_batch } from './fdb';
 export { neigh_add_batch, neigh_remove_batch } from './neigh';
 export { gcm_init, gcm_wipe, gcm_seal_batch, gcm_open_batch } from './gcm';
-export { esp_setup, esp_sa_add, esp_sa_remove, esp_bind, esp_seal_batch, esp_open_batch } from './esp';
+export { esp_setup, esp_sa_add, esp_sa_remove, esp_bind, esp_seal_batch, esp_open_batch, esp_gcm_staged } from './esp';
 export { tso_split_batch, gro_batch } from './offload';

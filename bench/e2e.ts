@@ -14,7 +14,8 @@
 // AES-128-GCM in UDP 4500), the containers' and TAPs' MTU lowered by the 37 bytes ESP in UDP
 // takes (1413). Each tunnel's drop counters are noted on
 // stderr when it stops (a figure with drops behind it is suspect).
-// Usage: npm run bench:e2e [-- --json] [-- --only kernel-vxlan,vxnet,vxnet-raw,vxnet-rt]
+// `vxnet-cw1`: case `encrypted` with --crypto-workers 1.
+// Usage: npm run bench:e2e [-- --json] [-- --only kernel-vxlan,vxnet,vxnet-raw,vxnet-rt,vxnet-cw1]
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { espOverhead } from '../src/crypto/esp.js';
@@ -71,21 +72,29 @@ async function startVxnet(
   return stop;
 }
 
+async function startEncrypted(pair: Pair, extra: string[] = []): Promise<() => Promise<void>> {
+  // ESP in UDP takes 37 bytes of the 1450 a plain tunnel leaves: containers and TAPs at 1413.
+  const mtu = pair.mtu - espOverhead({ udpEncap: true });
+  for (const [i, h] of pair.hosts.entries()) {
+    await ip(['link', 'set', 'dev', 'eth0', 'mtu', String(mtu)], { netns: h.container, action: 'mtu' });
+    await ip(['link', 'set', 'dev', `c${i + 1}p`, 'mtu', String(mtu)], { netns: h.ns, action: 'mtu' });
+  }
+  const key = randomBytes(32).toString('hex');
+  return startVxnet(pair, 'udp', ['--encrypt', '--key', key, '--mtu', String(mtu), ...extra]);
+}
+
 addImpl({
   name: 'vxnet',
   cases: ['plain', 'encrypted'],
   vtep: ['none', 'none'],
-  start: async (pair, c) => {
-    if (c !== 'encrypted') return startVxnet(pair, 'udp');
-    // ESP in UDP takes 37 bytes of the 1450 a plain tunnel leaves: containers and TAPs at 1413.
-    const mtu = pair.mtu - espOverhead({ udpEncap: true });
-    for (const [i, h] of pair.hosts.entries()) {
-      await ip(['link', 'set', 'dev', 'eth0', 'mtu', String(mtu)], { netns: h.container, action: 'mtu' });
-      await ip(['link', 'set', 'dev', `c${i + 1}p`, 'mtu', String(mtu)], { netns: h.ns, action: 'mtu' });
-    }
-    const key = randomBytes(32).toString('hex');
-    return startVxnet(pair, 'udp', ['--encrypt', '--key', key, '--mtu', String(mtu)]);
-  },
+  start: (pair, c) => (c !== 'encrypted' ? startVxnet(pair, 'udp') : startEncrypted(pair)),
+});
+// `encrypted` with one crypto helper thread taking half of each big seal batch (--crypto-workers 1).
+addImpl({
+  name: 'vxnet-cw1',
+  cases: ['encrypted'],
+  vtep: ['none', 'none'],
+  start: (pair) => startEncrypted(pair, ['--crypto-workers', '1']),
 });
 addImpl({
   name: 'vxnet-raw',

@@ -72,6 +72,11 @@ export const tunnel: Command = {
       type: 'bool',
       help: 'With --encrypt: ESP in UDP port 4500 (default); --esp-udp=false sends IP protocol 50',
     },
+    'crypto-workers': {
+      type: 'string',
+      arg: 'N',
+      help: 'With --encrypt: N helper threads take slices of big seal batches off the I/O thread (default 0)',
+    },
     key: {
       type: 'list',
       arg: '[ID:]HEX',
@@ -154,6 +159,9 @@ function options(p: Parsed) {
   const mtu = int(p, 'mtu', 68, 65521);
   const keys = keyRing(p, local);
   const realtime = int(p, 'realtime', 1, 99);
+  const cryptoWorkers = int(p, 'crypto-workers', 0, 64);
+  if (cryptoWorkers !== undefined && !keys)
+    throw new VxError('ERR_BAD_OPTION', '--crypto-workers needs --encrypt');
   return {
     ...(realtime !== undefined ? { realtime } : {}),
     name: (p.flags.name as string | undefined) ?? 'vx0',
@@ -167,7 +175,15 @@ function options(p: Parsed) {
     ...(mtu !== undefined ? { mtu } : {}),
     neigh: pairs(p, 'neigh').map(([ip, mac]) => ({ ip, mac })),
     fdb: pairs(p, 'fdb').map(([mac, remote]) => ({ mac, remote })),
-    ...(keys ? { keys, encryption: { udp: p.flags['esp-udp'] !== false } } : {}),
+    ...(keys
+      ? {
+          keys,
+          encryption: {
+            udp: p.flags['esp-udp'] !== false,
+            ...(cryptoWorkers !== undefined ? { cryptoWorkers } : {}),
+          },
+        }
+      : {}),
   };
 }
 

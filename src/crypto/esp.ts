@@ -25,6 +25,7 @@ import {
   DROP_REPLAY,
   DROP_SEQ_EXHAUSTED,
   DROP_TRUNCATED,
+  ESP_CHUNK,
   ESP_CNT_DROPS,
   ESP_CNT_OPENED,
   ESP_CNT_OPENED_BYTES,
@@ -33,6 +34,7 @@ import {
   ESP_F_BY_SA,
   ESP_F_PULL_UDP,
   ESP_F_PUSH_UDP,
+  ESP_F_STAGE,
   ESP_PUSH,
   ESP_SA_F_ESN,
   ESP_SA_F_OUT,
@@ -326,6 +328,20 @@ export class Esp {
   seal(descs: number, n: number, opts: EspSealOptions = {}): number {
     this.#checkBatch(descs, n);
     const flags = (opts.bySa ? ESP_F_BY_SA : 0) | (opts.pushUdp ? ESP_F_PUSH_UDP : 0);
+    return this.#run(() => this.#x.esp_seal_batch(this.ctx, descs, n, flags));
+  }
+
+  /**
+   * Like seal but stops before the GCM step (batches of at most ESP_CHUNK): the headers, sequence
+   * numbers and IVs are assigned, the payload is still plaintext. Returns the number staged; the
+   * caller MUST then run esp_gcm_staged over 0..staged (possibly in slices on other threads, see
+   * src/crypto/esp-split.ts) before the next call on this context.
+   */
+  sealStaged(descs: number, n: number, opts: EspSealOptions = {}): number {
+    this.#checkBatch(descs, n);
+    if (n > ESP_CHUNK)
+      throw new VxError('ERR_INVALID_ARG', `a staged seal takes at most ${ESP_CHUNK} descriptors`);
+    const flags = ESP_F_STAGE | (opts.bySa ? ESP_F_BY_SA : 0) | (opts.pushUdp ? ESP_F_PUSH_UDP : 0);
     return this.#run(() => this.#x.esp_seal_batch(this.ctx, descs, n, flags));
   }
 

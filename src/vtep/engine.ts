@@ -26,6 +26,7 @@ import {
 } from '../../assembly/constants.js';
 import { ESP_DROP_NAMES, Esp, espOverhead } from '../crypto/esp.js';
 import type { EspKeySet } from '../crypto/esp-sas.js';
+import { EspHelpers, espSplitRegions } from '../crypto/esp-split.js';
 import type { GcmTagLength } from '../crypto/gcm.js';
 import { VxError } from '../errors.js';
 import { PacketBatch } from '../io/batch.js';
@@ -93,6 +94,14 @@ export interface EngineOptions {
     maxSas?: number;
     /** false: ESP as IP protocol 50 on a raw socket (no GSO) instead of in UDP (default true). */
     udp?: boolean;
+    /**
+     * Helper threads (a Piscina pool) that take slices of big seal batches off the I/O thread,
+     * fork-join over shared memory (src/crypto/esp-split.ts). Default 0: on a 2-core host it
+     * measured no clear gain (bench/e2e.ts vxnet-cw1 vs vxnet, case encrypted).
+     */
+    cryptoWorkers?: number;
+    /** Smallest seal batch (packets) split across the helpers (default DEFAULT_SPLIT_MIN). */
+    splitMin?: number;
   };
 }
 
@@ -155,6 +164,8 @@ export interface EspStats {
   opened: number;
   openedBytes: number;
   drops: Record<string, number>;
+  /** Seal-batch slices the crypto helper threads ran (0 without options.encryption.cryptoWorkers). */
+  helperSlices: number;
 }
 
 export type EngineEvent =
@@ -196,7 +207,9 @@ export class VtepEngine extends EventEmitter {
     private readonly raw: RawSender | undefined,
     private readonly ioStats: number,
     private worker: IoWorker | undefined,
-    private readonly esp: { esp: Esp; udp: UdpBind; icvLen: GcmTagLength; udpEncap: boolean } | undefined,
+    private readonly esp:
+      | { esp: Esp; udp: UdpBind; icvLen: GcmTagLength; udpEncap: boolean; helpers?: EspHelpers }
+      | undefined,
   ) {
     super();
     this.local = o.local;
@@ -261,6 +274,7 @@ export class VtepEngine extends EventEmitter {
     );
     let raw: RawSender | undefined;
     let espUdp: UdpBind | undefined;
+    let helpers: EspHelpers | undefined;
     try {
       if (enc) {
         espUdp = inNetns(o.netns, () =>
@@ -323,6 +337,12 @@ export class VtepEngine extends EventEmitter {
           seal: new PacketBatch({ capacity: 64, frameCapacity: 9216 + 64 }).handle(),
           addrs: wasm.alloc((o.maxPeers ?? 1024) * 32),
         };
+        const workers = enc.cryptoWorkers ?? 0;
+        if (workers !== 0) {
+          const split = espSplitRegions(wasm, esp, workers, enc.splitMin);
+          data.esp.split = split;
+          helpers = new EspHelpers(wasm, split);
+        }
       }
       void SEND_BATCH;
       const engine = new VtepEngine(
@@ -332,7 +352,7 @@ export class VtepEngine extends EventEmitter {
         raw,
         ioStats,
         undefined,
-        esp && espUdp ? { esp, udp: espUdp, icvLen, udpEncap: enc?.udp !== false } : undefined,
+        esp && espUdp ? { esp, udp: espUdp, icvLen, udpEncap: enc?.udp !== false, helpers } : undefined,
       );
       engine.worker = await IoWorker.start({
         file: workerFile(),
@@ -346,6 +366,7 @@ export class VtepEngine extends EventEmitter {
       raw?.close();
       espUdp?.close();
       udp.close();
+      await helpers?.close().catch(() => undefined);
       throw e;
     }
   }
@@ -572,6 +593,7 @@ export class VtepEngine extends EventEmitter {
       opened: e.opened,
       openedBytes: e.openedBytes,
       drops,
+      helperSlices: this.esp.helpers?.slices() ?? 0,
     };
     return { vnis, peers, global, io, eventsLost: c.eventsLost, esp };
   }
@@ -598,6 +620,7 @@ export class VtepEngine extends EventEmitter {
         this.raw?.close();
         this.esp?.udp.close();
         this.udp.close();
+        await this.esp?.helpers?.close().catch(() => undefined);
       }
     })();
     return this.closing;

@@ -42,6 +42,7 @@ import {
 } from '../../assembly/constants.js';
 import { Esp, type EspHandle } from '../crypto/esp.js';
 import { type EspKeySet, EspSaManager } from '../crypto/esp-sas.js';
+import { type EspSplitHandle, EspSplitSealer } from '../crypto/esp-split.js';
 import type { GcmTagLength } from '../crypto/gcm.js';
 import { VxError } from '../errors.js';
 import { PacketBatch, type PacketBatchHandle } from '../io/batch.js';
@@ -104,6 +105,8 @@ export interface EspData {
   seal: PacketBatchHandle;
   /** Per datapath peer index, 32 bytes: its sockaddr at the ESP port (what sealed copies go to). */
   addrs: number;
+  /** Helper threads for big seal batches (src/crypto/esp-split.ts); absent: seal on this thread. */
+  split?: EspSplitHandle;
 }
 
 export interface RemoteRef {
@@ -175,6 +178,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
   const espUdp = ed ? UdpBind.attach(ed.udp, memory) : undefined;
   const espFrom = ed ? PacketBatch.attach(ed.from, memory) : undefined;
   const sealB = ed ? PacketBatch.attach(ed.seal, memory) : undefined;
+  const sealer = esp && ed?.split ? new EspSplitSealer(esp, ed.split) : undefined;
   const espPeers = new Map<number, string>();
   let nseal = 0;
 
@@ -280,7 +284,8 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     const b = sealB!;
     const n = nseal;
     nseal = 0;
-    esp!.seal(b.descs, n, { pushUdp: true });
+    if (sealer) sealer.seal(b.descs, n, { pushUdp: true });
+    else esp!.seal(b.descs, n, { pushUdp: true });
     const u32 = view.u32();
     let k = 0;
     for (let i = 0; i < n; i++) {
