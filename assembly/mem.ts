@@ -7,9 +7,17 @@
 // main thread hands them. Static data (`memory.data`) is read-only, because every instantiation
 // rewrites it.
 
+/**
+ * End of the highest region vx_alloc handed out. Memory above it was never written (the stub
+ * runtime only moves forward, and fresh or grown pages are zero), so it is not filled again:
+ * writing zeros would make every page of a 64K-entry table resident before it holds anything.
+ */
+let allocTop: usize = 0;
+
 /** Allocates `size` bytes aligned to 64 (a cache line), zero-filled. Returns 0 when memory cannot grow. */
 export function vx_alloc(size: usize): usize {
   const p = (heap.alloc(size + 64) + 63) & ~(<usize>63);
-  memory.fill(p, 0, size);
+  if (p < allocTop) memory.fill(p, 0, min(size, allocTop - p));
+  if (p + size > allocTop) allocTop = p + size;
   return p;
 }

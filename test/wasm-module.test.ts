@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { core, instantiate } from '../src/wasm/module.js';
@@ -16,6 +17,18 @@ test('vx_alloc returns distinct, 64-byte aligned, zeroed regions', () => {
       .subarray(a, a + 100)
       .every((x) => x === 0),
   );
+});
+
+test('vx_alloc does not write a fresh region: a 64 MB table is not resident until used', () => {
+  const c = core();
+  const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+  c.alloc(1 << 20); // grows memory once, so the measured allocation's own growth is the only change
+  const before = rssKb();
+  const p = c.alloc(64 << 20);
+  const grown = rssKb() - before;
+  assert.ok(grown < 16 << 10, `RSS grew by ${grown} kB for an untouched 64 MB region`);
+  const u8 = c.u8();
+  for (let o = 0; o < 64 << 20; o += 1 << 20) assert.equal(u8[p + o], 0);
 });
 
 test('a second instance on the same shared memory sees the same bytes', () => {
