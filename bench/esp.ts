@@ -10,6 +10,9 @@
 //   64 descriptors (included in the time).
 // - `wasm-gcm-only`: the GCM core's sealBatch + openBatch on the same text lengths, tags and AAD,
 //   without ESP: the floor ESP builds on (the difference is ESP's own cost).
+// - `wasm-split1` (esp-seal only): `wasm` with one crypto helper thread (src/crypto/esp-split.ts):
+//   each 64-packet batch is staged on this thread, then half its GCM work runs on the helper,
+//   joined with Atomics.wait (what --crypto-workers 1 does on the I/O thread).
 // - `node-crypto` (baseline): per packet, the ESP header and trailer built in a Buffer, then
 //   createCipheriv + setAAD + update + final + getAuthTag, then createDecipheriv + setAAD +
 //   setAuthTag + update + final — the GCM work alone, with no SA lookup or replay window, the way a
@@ -29,6 +32,7 @@ import {
 } from '../assembly/constants.js';
 import { GcmBatch } from '../src/crypto/batch.js';
 import { Esp } from '../src/crypto/esp.js';
+import { EspHelpers, EspSplitSealer, espSplitRegions } from '../src/crypto/esp-split.js';
 import { GcmKey, openBatch, sealBatch } from '../src/crypto/gcm.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { median, note, record, report } from './lib.js';
@@ -39,8 +43,16 @@ const ICV = 8;
 const RUN_MS = 150;
 const ROUNDS = 7;
 
-function wasmRunner(size: number, open = true): () => void {
+const helpers: EspHelpers[] = [];
+
+function wasmRunner(size: number, open = true, split = 0): () => void {
   const esp = new Esp({ maxSas: 4, maxPeers: 4 });
+  let sealer: EspSplitSealer | undefined;
+  if (split > 0) {
+    const h = espSplitRegions(esp.core, esp, split, 1);
+    helpers.push(new EspHelpers(esp.core, h));
+    sealer = new EspSplitSealer(esp, h);
+  }
   const key = crypto.randomBytes(16);
   const salt = crypto.randomBytes(4);
   esp.addSa({ spi: 0x1001, key, salt, icvLen: ICV, dir: 'in' });
@@ -57,7 +69,8 @@ function wasmRunner(size: number, open = true): () => void {
       dv.setUint32(d + DESC_VERDICT, VERDICT_SEND, true);
       dv.setUint32(d + DESC_ARG, 0, true);
     }
-    esp.seal(batch.descs, BATCH);
+    if (sealer) sealer.seal(batch.descs, BATCH);
+    else esp.seal(batch.descs, BATCH);
     if (!open) return;
     if (esp.open(batch.descs, BATCH) !== BATCH) throw new Error('ESP open failed in the bench');
     if (dv.getUint32(batch.desc(0) + DESC_VERDICT, true) !== VERDICT_LOCAL) throw new Error('not opened');
@@ -134,6 +147,7 @@ for (const { bench, open } of CASES) {
   for (const size of SIZES) {
     const impls = [
       { impl: 'wasm', fn: wasmRunner(size, open) },
+      ...(open ? [] : [{ impl: 'wasm-split1', fn: wasmRunner(size, open, 1) }]),
       ...(open ? [{ impl: 'wasm-gcm-only', fn: gcmRunner(size) }] : []),
       { impl: 'node-crypto', fn: nodeRunner(size, open) },
     ];
@@ -156,4 +170,5 @@ for (const { bench, open } of CASES) {
     });
   }
 }
+await Promise.all(helpers.map((h) => h.close()));
 report();
