@@ -10,7 +10,7 @@
 // anti-replay window is per-SA state updated after authentication.
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { ESP_CHUNK, GCM_SCRATCH_SIZE } from '../../assembly/constants.js';
+import { DESC_LEN, DESC_SIZE, ESP_CHUNK, GCM_SCRATCH_SIZE } from '../../assembly/constants.js';
 import { VxError } from '../errors.js';
 import type { WasmCore } from '../wasm/module.js';
 import type { Esp, EspSealOptions } from './esp.js';
@@ -22,8 +22,12 @@ const WORK = 1;
 const DONE = 2;
 const STOP = 3;
 
-/** Default smallest staged batch (packets) worth splitting (a guess: one futex wake costs ~10-50 us, 16 sealed 1400-byte packets about as much). */
-export const DEFAULT_SPLIT_MIN = 16;
+/**
+ * Default smallest seal batch, in payload bytes, split across the helpers. bench/esp.ts
+ * `wasm-split1`: 64 x 64-byte batches (4 KiB) lost ~30% to the hand-off; 64 x 1400 (88 KiB) broke
+ * even on a loaded 2-core host. 32 KiB is a guess between those, to be re-measured on a quiet one.
+ */
+export const DEFAULT_SPLIT_MIN_BYTES = 32 * 1024;
 
 /** What the I/O thread and the helpers share (structured-cloneable). */
 export interface EspSplitHandle {
@@ -33,8 +37,8 @@ export interface EspSplitHandle {
   ctl: number;
   /** GCM scratch per helper (GCM_SCRATCH_SIZE each). */
   scratch: number[];
-  /** Smallest staged count split across threads. */
-  minSplit: number;
+  /** Smallest batch (sum of DESC_LEN) split across threads. */
+  minBytes: number;
 }
 
 interface StagedExports {
@@ -46,7 +50,7 @@ export function espSplitRegions(
   wasm: WasmCore,
   esp: Esp,
   helpers: number,
-  minSplit = DEFAULT_SPLIT_MIN,
+  minBytes = DEFAULT_SPLIT_MIN_BYTES,
 ): EspSplitHandle {
   if (!Number.isInteger(helpers) || helpers < 1 || helpers > 64) {
     throw new VxError('ERR_INVALID_ARG', `crypto workers must be an integer in 0..64, got ${helpers}`);
@@ -55,7 +59,7 @@ export function espSplitRegions(
   new Int32Array(wasm.memory.buffer, ctl, helpers * CTL_WORDS).fill(IDLE);
   const scratch: number[] = [];
   for (let i = 0; i < helpers; i++) scratch.push(wasm.alloc(GCM_SCRATCH_SIZE));
-  return { ectx: esp.ctx, ctl, scratch, minSplit };
+  return { ectx: esp.ctx, ctl, scratch, minBytes };
 }
 
 /** The I/O thread's side: seal() like Esp.seal, split across the helpers when the batch is big. */
@@ -72,8 +76,15 @@ export class EspSplitSealer {
     this.#ctl = new Int32Array(esp.core.memory.buffer, h.ctl, h.scratch.length * CTL_WORDS);
   }
 
+  #bytes(descs: number, n: number): number {
+    const u32 = new Uint32Array(this.#esp.core.memory.buffer);
+    let total = 0;
+    for (let i = 0; i < n; i++) total += u32[(descs + i * DESC_SIZE + DESC_LEN) >>> 2]!;
+    return total;
+  }
+
   seal(descs: number, n: number, opts: EspSealOptions = {}): number {
-    if (n < this.#h.minSplit || n > ESP_CHUNK) {
+    if (n < 2 || n > ESP_CHUNK || this.#bytes(descs, n) < this.#h.minBytes) {
       return this.#esp.seal(descs, n, opts);
     }
     const staged = this.#esp.sealStaged(descs, n, opts);

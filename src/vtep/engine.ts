@@ -100,8 +100,8 @@ export interface EngineOptions {
      * measured no clear gain (bench/e2e.ts vxnet-cw1 vs vxnet, case encrypted).
      */
     cryptoWorkers?: number;
-    /** Smallest seal batch (packets) split across the helpers (default DEFAULT_SPLIT_MIN). */
-    splitMin?: number;
+    /** Smallest seal batch (payload bytes) split across the helpers (default DEFAULT_SPLIT_MIN_BYTES). */
+    splitMinBytes?: number;
   };
 }
 
@@ -339,7 +339,7 @@ export class VtepEngine extends EventEmitter {
         };
         const workers = enc.cryptoWorkers ?? 0;
         if (workers !== 0) {
-          const split = espSplitRegions(wasm, esp, workers, enc.splitMin);
+          const split = espSplitRegions(wasm, esp, workers, enc.splitMinBytes);
           data.esp.split = split;
           helpers = new EspHelpers(wasm, split);
         }
