@@ -325,6 +325,11 @@ test('vxnet tunnel: bad encryption options are ERR_BAD_OPTION before anything is
     [['--encrypt', '--key', `1:${key}`, '--key', `1:${key}`], 'ids must differ'],
     [['--key', key], '--key needs --encrypt'],
     [['--encrypt', '--key', key], '--encrypt needs --local'],
+    [['--crypto-workers', '1'], '--crypto-workers needs --encrypt'],
+    [
+      ['--encrypt', '--key', key, '--local', '192.0.2.2', '--crypto-workers', '99'],
+      '--crypto-workers must be',
+    ],
   ] as const) {
     const r = await new Promise<{ code: number | null; err: string }>((resolve) => {
       const c = spawn(process.execPath, [...base, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
