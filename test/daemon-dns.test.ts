@@ -20,8 +20,7 @@ import { ensureVeth, setLink } from '../src/kernel/link.js';
 import { deleteNetns, ensureNetns, listNetns } from '../src/kernel/netns.js';
 import { replaceRoute } from '../src/kernel/route.js';
 import { createMemoryStore } from '../src/store/memory.js';
-import type { Store } from '../src/store/store.js';
-import { root } from './daemon-host.js';
+import { root, sharedStore } from './daemon-host.js';
 
 const skip = root ? false : 'needs root (network namespaces)';
 const PY = '/usr/bin/python3';
@@ -51,19 +50,6 @@ while True:
 interface Ct {
   Netns: string;
   NetworkSettings: { Networks: Record<string, { IPAddress: string }> };
-}
-
-function shared(store: Store): Store {
-  return {
-    get: (k) => store.get(k),
-    list: (p) => store.list(p),
-    put: (k, v, o) => store.put(k, v, o),
-    delete: (k) => store.delete(k),
-    txn: (t) => store.txn(t),
-    watch: (p, cb, o) => store.watch(p, cb, o),
-    grantLease: (o) => store.grantLease(o),
-    close: async () => undefined,
-  };
 }
 
 /** glibc's view of `name` inside the container's namespace: exit code and the addresses. */
@@ -128,7 +114,7 @@ test('names across hosts: a container on host2 resolves web on host1, aliases, s
       stateDir: h.dir,
       socket: join(h.dir, 'vxnet.sock'),
       hostId: h.id,
-      store: shared(store),
+      store: sharedStore(store),
       storeKind: 'memory',
       hostNetns: h.ns,
       advertise: h.ip,

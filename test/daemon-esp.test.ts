@@ -6,52 +6,24 @@
 // match), and afterwards the hosts send under the SA derived from the new key. Needs root.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { Client } from '../src/cli/client.js';
 import { deriveSa } from '../src/crypto/esp-sas.js';
-import { type RunningDaemon, startDaemon } from '../src/daemon/daemon.js';
+import { startDaemon } from '../src/daemon/daemon.js';
 import { KEY_RING, parseRing } from '../src/daemon/keys.js';
 import { TapPorts } from '../src/daemon/tap-ports.js';
-import { addAddr } from '../src/kernel/addr.js';
-import { ensureVeth, setLink } from '../src/kernel/link.js';
-import { deleteNetns, ensureNetns, listNetns, spawnInNetns } from '../src/kernel/netns.js';
+import { spawnInNetns } from '../src/kernel/netns.js';
 import { runIn } from '../src/lab/traffic.js';
-import { createMemoryStore } from '../src/store/memory.js';
-import type { Store } from '../src/store/store.js';
-import { pings, root } from './daemon-host.js';
+import { pings, root, sharedStore, twoHosts, until } from './daemon-host.js';
 
 const PATTERN = '5ec7e75ec7e7a11ce0ddba11deadbeef';
 
 interface Ct {
   Netns: string;
   NetworkSettings: { Networks: Record<string, { IPAddress: string; MacAddress: string }> };
-}
-
-function shared(store: Store): Store {
-  return {
-    get: (k) => store.get(k),
-    list: (p) => store.list(p),
-    put: (k, v, o) => store.put(k, v, o),
-    delete: (k) => store.delete(k),
-    txn: (t) => store.txn(t),
-    watch: (p, cb, o) => store.watch(p, cb, o),
-    grantLease: (o) => store.grantLease(o),
-    close: async () => undefined,
-  };
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const v = await f();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** tcpdump on `dev` in `ns` writing `file`; resolves once it listens; stop() ends it. */
@@ -113,40 +85,19 @@ s.on('error', (e) => { console.error(String(e)); process.exit(2); });`;
 test('daemons on TAP ports: an encrypted network next to a plain one; key rotation under a TCP stream loses nothing', {
   skip: root ? false : 'needs root (network namespaces)',
 }, async (t) => {
-  const tag = randomBytes(3).toString('hex');
-  const hosts = [1, 2].map((i) => ({
-    ns: `vxeh${i}-${tag}`,
-    id: `e${i}${tag}`,
-    ip: `192.168.213.${i}`,
-    dir: mkdtempSync(join(tmpdir(), `vxnet-esp${i}-`)),
-  }));
-  const store = createMemoryStore();
-  const daemons: RunningDaemon[] = [];
-  const kill: (() => void)[] = [];
-  t.after(async () => {
-    for (const k of kill) k();
-    for (const d of daemons) await d.close();
-    await store.close();
-    for (const n of await listNetns())
-      if (hosts.some((h) => n.includes(`-${h.id}-`))) await deleteNetns(n, { killProcesses: true });
-    for (const h of hosts) {
-      await deleteNetns(h.ns, { killProcesses: true });
-      rmSync(h.dir, { recursive: true, force: true });
-    }
-  });
-  for (const h of hosts) await ensureNetns(h.ns);
-  await ensureVeth({ name: 'ul0', peer: 'ul0p', netns: hosts[0]!.ns, peerNetns: hosts[1]!.ns });
-  await setLink('ul0p', { netns: hosts[1]!.ns, up: true });
-  await setLink('ul0', { netns: hosts[0]!.ns, up: true });
-  await addAddr('ul0', `${hosts[0]!.ip}/24`, { netns: hosts[0]!.ns });
-  await addAddr('ul0p', `${hosts[1]!.ip}/24`, { netns: hosts[1]!.ns });
+  const {
+    hosts,
+    store,
+    daemons,
+    first: kill,
+  } = await twoHosts(t, { ns: 'vxeh', id: 'e', subnet: '192.168.213', dir: 'vxnet-esp' });
   for (const h of hosts) {
     daemons.push(
       await startDaemon({
         stateDir: h.dir,
         socket: join(h.dir, 'vxnet.sock'),
         hostId: h.id,
-        store: shared(store),
+        store: sharedStore(store),
         storeKind: 'memory',
         hostNetns: h.ns,
         advertise: h.ip,
@@ -178,10 +129,14 @@ test('daemons on TAP ports: an encrypted network next to a plain one; key rotati
   const sec = await c1.call<{ VNI: number; MTU: number }>('GET', '/networks/sec');
   const pl = await c1.call<{ VNI: number; MTU: number }>('GET', '/networks/pl');
   assert.equal(sec.MTU, pl.MTU - 37, 'the encrypted network leaves room for ESP in UDP (37 bytes)');
-  await until('host 1 to program b and q', async () => {
-    const rows = await c1.call<{ mac: string }[]>('GET', '/fdb');
-    return rows.some((r) => r.mac === b.MacAddress) && rows.some((r) => r.mac === q.MacAddress);
-  });
+  await until(
+    'host 1 to program b and q',
+    async () => {
+      const rows = await c1.call<{ mac: string }[]>('GET', '/fdb');
+      return rows.some((r) => r.mac === b.MacAddress) && rows.some((r) => r.mac === q.MacAddress);
+    },
+    200,
+  );
   assert.ok(await pings(a.ns, b.IPAddress), 'a reaches b on the encrypted network');
   assert.ok(await pings(p.ns, q.IPAddress), 'p reaches q on the plain network');
 
@@ -257,7 +212,7 @@ test('daemons on TAP ports: an encrypted network next to a plain one; key rotati
   const before = await opened();
   // Before the peers knew each other some ESP arrived for SAs not installed yet (badSpi): a baseline.
   const st0 = (await secStats())!.counters;
-  await until('the stream to flow', async () => (await opened()) > before + 500);
+  await until('the stream to flow', async () => (await opened()) > before + 500, 200);
   const r = await c1.call<{ rotated: number; primary: number }>('POST', '/keys/rotate', {
     TimeoutMs: 20_000,
   });

@@ -11,10 +11,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '../src/cli/client.js';
+import type { RunningDaemon } from '../src/daemon/daemon.js';
 import { addAddr } from '../src/kernel/addr.js';
 import { ensureVeth, setLink } from '../src/kernel/link.js';
 import { deleteNetns, ensureNetns, execInNetns, listNetns } from '../src/kernel/netns.js';
 import { replaceRoute } from '../src/kernel/route.js';
+import { createMemoryStore } from '../src/store/memory.js';
+import type { Store } from '../src/store/store.js';
 
 export const root = process.getuid?.() === 0;
 export const OUTSIDE_IP = '203.0.113.1';
@@ -167,4 +170,80 @@ export async function pings(netns: string, dest: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** A handle on `store` for one of several in-process daemons: closing the store is the test's job. */
+export function sharedStore(store: Store): Store {
+  return {
+    get: (k) => store.get(k),
+    list: (p) => store.list(p),
+    put: (k, v, o) => store.put(k, v, o),
+    delete: (k) => store.delete(k),
+    txn: (t) => store.txn(t),
+    watch: (p, cb, o) => store.watch(p, cb, o),
+    grantLease: (o) => store.grantLease(o),
+    close: async () => undefined,
+  };
+}
+
+/** Polls `f` every 50 ms until it returns something truthy, at most `tries` times. */
+export async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined | false>,
+  tries = 100,
+): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const v = await f();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export interface UnderlayHost {
+  ns: string;
+  id: string;
+  ip: string;
+  dir: string;
+}
+
+/**
+ * Two host namespaces joined by a veth underlay (`ul0` in host 1, `ul0p` in host 2, addresses
+ * `${subnet}.1` and `.2`/24), a memory store for their daemons, and the cleanup registered on `t`:
+ * the `first` hooks, then the daemons the test pushes onto `daemons`, the store, every namespace
+ * named after a host id, the hosts and their state dirs.
+ */
+export async function twoHosts(
+  t: { after(fn: () => Promise<void>): void },
+  o: { ns: string; id: string; subnet: string; dir: string },
+) {
+  const tag = randomBytes(3).toString('hex');
+  const hosts: UnderlayHost[] = [1, 2].map((i) => ({
+    ns: `${o.ns}${i}-${tag}`,
+    id: `${o.id}${i}${tag}`,
+    ip: `${o.subnet}.${i}`,
+    dir: mkdtempSync(join(tmpdir(), `${o.dir}${i}-`)),
+  }));
+  const store = createMemoryStore();
+  const daemons: (RunningDaemon | undefined)[] = [];
+  const first: (() => void)[] = [];
+  t.after(async () => {
+    for (const k of first) k();
+    for (const d of daemons) await d?.close();
+    await store.close();
+    for (const n of await listNetns())
+      if (hosts.some((h) => n.includes(`-${h.id}-`))) await deleteNetns(n, { killProcesses: true });
+    for (const h of hosts) {
+      await deleteNetns(h.ns, { killProcesses: true });
+      rmSync(h.dir, { recursive: true, force: true });
+    }
+  });
+  const [h1, h2] = hosts as [UnderlayHost, UnderlayHost];
+  for (const h of hosts) await ensureNetns(h.ns);
+  await ensureVeth({ name: 'ul0', peer: 'ul0p', netns: h1.ns, peerNetns: h2.ns });
+  await setLink('ul0p', { netns: h2.ns, up: true });
+  await setLink('ul0', { netns: h1.ns, up: true });
+  await addAddr('ul0', `${h1.ip}/24`, { netns: h1.ns });
+  await addAddr('ul0p', `${h2.ip}/24`, { netns: h2.ns });
+  return { hosts, store, daemons, first };
 }

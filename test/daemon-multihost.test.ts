@@ -9,21 +9,15 @@
 // the kernel port's inner TCP checksums unfinished, see FACTS.)
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { Client } from '../src/cli/client.js';
-import { type RunningDaemon, startDaemon } from '../src/daemon/daemon.js';
+import { startDaemon } from '../src/daemon/daemon.js';
 import { isVxError } from '../src/errors.js';
-import { addAddr } from '../src/kernel/addr.js';
-import { ensureVeth, getLink, setLink } from '../src/kernel/link.js';
-import { deleteNetns, ensureNetns, listNetns } from '../src/kernel/netns.js';
-import { createMemoryStore } from '../src/store/memory.js';
-import type { Store } from '../src/store/store.js';
-import { pings, root } from './daemon-host.js';
+import { getLink } from '../src/kernel/link.js';
+import { listNetns } from '../src/kernel/netns.js';
+import { pings, root, sharedStore, twoHosts, until } from './daemon-host.js';
 
 const skip = root ? false : 'needs root (network namespaces)';
 
@@ -32,65 +26,23 @@ interface Ct {
   NetworkSettings: { Networks: Record<string, { IPAddress: string; MacAddress: string }> };
 }
 
-/** The store both daemons use; closing it is the test's job, not each daemon's. */
-function shared(store: Store): Store {
-  return {
-    get: (k) => store.get(k),
-    list: (p) => store.list(p),
-    put: (k, v, o) => store.put(k, v, o),
-    delete: (k) => store.delete(k),
-    txn: (t) => store.txn(t),
-    watch: (p, cb, o) => store.watch(p, cb, o),
-    grantLease: (o) => store.grantLease(o),
-    close: async () => undefined,
-  };
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>): Promise<T> {
-  for (let i = 0; i < 100; i++) {
-    const v = await f();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 test('two hosts on one store: cross-host ping, FDB programmed from the store, withdrawn on rm', {
   skip,
 }, async (t) => {
-  const tag = randomBytes(3).toString('hex');
-  const hosts = [1, 2].map((i) => ({
-    ns: `vxmh${i}-${tag}`,
-    id: `m${i}${tag}`,
-    ip: `192.168.211.${i}`,
-    dir: mkdtempSync(join(tmpdir(), `vxnet-mh${i}-`)),
-  }));
-  const store = createMemoryStore();
-  const daemons: RunningDaemon[] = [];
   const gwBefore = await getLink('vxnet_gwbridge');
-  t.after(async () => {
-    for (const d of daemons) await d.close();
-    await store.close();
-    for (const n of await listNetns())
-      if (hosts.some((h) => n.includes(`-${h.id}-`))) await deleteNetns(n, { killProcesses: true });
-    for (const h of hosts) {
-      await deleteNetns(h.ns, { killProcesses: true });
-      rmSync(h.dir, { recursive: true, force: true });
-    }
+  const { hosts, store, daemons } = await twoHosts(t, {
+    ns: 'vxmh',
+    id: 'm',
+    subnet: '192.168.211',
+    dir: 'vxnet-mh',
   });
-  for (const h of hosts) await ensureNetns(h.ns);
-  await ensureVeth({ name: 'ul0', peer: 'ul0p', netns: hosts[0]!.ns, peerNetns: hosts[1]!.ns });
-  await setLink('ul0p', { netns: hosts[1]!.ns, up: true });
-  await setLink('ul0', { netns: hosts[0]!.ns, up: true });
-  await addAddr('ul0', `${hosts[0]!.ip}/24`, { netns: hosts[0]!.ns });
-  await addAddr('ul0p', `${hosts[1]!.ip}/24`, { netns: hosts[1]!.ns });
   for (const h of hosts) {
     daemons.push(
       await startDaemon({
         stateDir: h.dir,
         socket: join(h.dir, 'vxnet.sock'),
         hostId: h.id,
-        store: shared(store),
+        store: sharedStore(store),
         storeKind: 'memory',
         hostNetns: h.ns,
         advertise: h.ip,

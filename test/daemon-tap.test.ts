@@ -4,86 +4,37 @@
 // on br0, the remote endpoint shows up in /fdb and /stats counts the traffic, and an endpoint
 // removed on one host is withdrawn from the other's datapath. Needs root.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { Client } from '../src/cli/client.js';
-import { type RunningDaemon, startDaemon } from '../src/daemon/daemon.js';
+import { startDaemon } from '../src/daemon/daemon.js';
 import { TapPorts } from '../src/daemon/tap-ports.js';
-import { addAddr } from '../src/kernel/addr.js';
 import { ipJson } from '../src/kernel/exec.js';
-import { ensureVeth, setLink } from '../src/kernel/link.js';
-import { deleteNetns, ensureNetns, listNetns } from '../src/kernel/netns.js';
-import { createMemoryStore } from '../src/store/memory.js';
-import type { Store } from '../src/store/store.js';
-import { pings, root } from './daemon-host.js';
+import { listNetns } from '../src/kernel/netns.js';
+import { pings, root, sharedStore, twoHosts, until } from './daemon-host.js';
 
 interface Ct {
   Netns: string;
   NetworkSettings: { Networks: Record<string, { IPAddress: string; MacAddress: string }> };
 }
 
-/** The store both daemons use; closing it is the test's job, not each daemon's. */
-function shared(store: Store): Store {
-  return {
-    get: (k) => store.get(k),
-    list: (p) => store.list(p),
-    put: (k, v, o) => store.put(k, v, o),
-    delete: (k) => store.delete(k),
-    txn: (t) => store.txn(t),
-    watch: (p, cb, o) => store.watch(p, cb, o),
-    grantLease: (o) => store.grantLease(o),
-    close: async () => undefined,
-  };
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>): Promise<T> {
-  for (let i = 0; i < 100; i++) {
-    const v = await f();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 test('daemons on TAP ports: cross-host ping, FDB and counters from the datapath, withdrawn on rm', {
   skip: root ? false : 'needs root (network namespaces)',
 }, async (t) => {
-  const tag = randomBytes(3).toString('hex');
-  const hosts = [1, 2].map((i) => ({
-    ns: `vxth${i}-${tag}`,
-    id: `p${i}${tag}`,
-    ip: `192.168.212.${i}`,
-    dir: mkdtempSync(join(tmpdir(), `vxnet-tp${i}-`)),
-  }));
-  const store = createMemoryStore();
-  const daemons: RunningDaemon[] = [];
-  t.after(async () => {
-    for (const d of daemons) await d.close();
-    await store.close();
-    for (const n of await listNetns())
-      if (hosts.some((h) => n.includes(`-${h.id}-`))) await deleteNetns(n, { killProcesses: true });
-    for (const h of hosts) {
-      await deleteNetns(h.ns, { killProcesses: true });
-      rmSync(h.dir, { recursive: true, force: true });
-    }
+  const { hosts, store, daemons } = await twoHosts(t, {
+    ns: 'vxth',
+    id: 'p',
+    subnet: '192.168.212',
+    dir: 'vxnet-tp',
   });
-  for (const h of hosts) await ensureNetns(h.ns);
-  await ensureVeth({ name: 'ul0', peer: 'ul0p', netns: hosts[0]!.ns, peerNetns: hosts[1]!.ns });
-  await setLink('ul0p', { netns: hosts[1]!.ns, up: true });
-  await setLink('ul0', { netns: hosts[0]!.ns, up: true });
-  await addAddr('ul0', `${hosts[0]!.ip}/24`, { netns: hosts[0]!.ns });
-  await addAddr('ul0p', `${hosts[1]!.ip}/24`, { netns: hosts[1]!.ns });
   for (const h of hosts) {
     daemons.push(
       await startDaemon({
         stateDir: h.dir,
         socket: join(h.dir, 'vxnet.sock'),
         hostId: h.id,
-        store: shared(store),
+        store: sharedStore(store),
         storeKind: 'memory',
         hostNetns: h.ns,
         advertise: h.ip,
