@@ -69,6 +69,7 @@ export const DROP_BAD_SPI = 16; // ESP open: no inbound SA for the SPI (or SPI 0
 export const DROP_BAD_PADDING = 17; // ESP open: authentic, but pad bytes/pad length inconsistent
 export const DROP_NO_SA = 18; // ESP seal: no outbound SA bound for the peer (or the SA index is not live)
 export const DROP_SEQ_EXHAUSTED = 19; // ESP seal: the SA sent 2^32 - 1 packets (rekey needed; never wraps)
+export const DROP_ESP_FOR_PLAIN = 20; // authentic ESP carrying VXLAN for a network that is not encrypted
 export const DROP_REASONS = 24; // number of reason slots in a counter block
 
 // ---- Packet descriptors: the batch format that crosses every JS/WASM and thread boundary ------

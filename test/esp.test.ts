@@ -36,6 +36,7 @@ import { Esp, type EspSaOptions, espOverhead } from '../src/crypto/esp.js';
 import { isVxError } from '../src/errors.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { ipv4Checksum, ipv4Packet, udpPacket, writePcap } from '../src/lab/pcap.js';
+import { VtepEngine } from '../src/vtep/engine.js';
 
 const W = ESP_REPLAY_WINDOW;
 const KNOWN = Buffer.from('vxnet-esp-known-plaintext-0123456789-abcdefghijklmnopqrstuvwxyz');
@@ -836,4 +837,18 @@ test('ESN: 64-bit sequence numbers cross 2^32 (AAD carries the high half, checke
     'with T = 3, low half 0xffffffff falls in the block before 0 (RFC 4303 A2.2): never valid',
   );
   assert.equal(rig.esp.sa(fresh).seq, 3);
+});
+
+test('VtepEngine: encryption excludes learning (a learned peer would have no SA) and takes encap ip|udp only', async () => {
+  const bad = [
+    [{ learning: true, encryption: {} }, /excludes learning/],
+    [{ learning: true, encryption: { encap: 'udp' as const } }, /excludes learning/],
+    [{ encryption: { encap: 'gre' as unknown as 'ip' } }, /encap must be "ip" or "udp"/],
+  ] as const;
+  for (const [o, msg] of bad) {
+    await assert.rejects(
+      VtepEngine.open({ local: '127.0.0.1', ...o }),
+      (e: unknown) => isVxError(e) && e.code === 'ERR_ESP_CONFIG' && msg.test(e.message),
+    );
+  }
 });

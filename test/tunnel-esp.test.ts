@@ -1,5 +1,6 @@
 // `vxnet tunnel --encrypt --key HEX` between two simulated hosts: the VNI is carried only as ESP
-// (RFC 4303, AES-GCM per RFC 4106) in UDP port 4500 (RFC 3948). Proven from outside: a tcpdump
+// (RFC 4303, AES-GCM per RFC 4106), as IP protocol 50 by default or with `--esp-encap udp` in UDP
+// port 4500 (RFC 3948). Proven from outside: a tcpdump
 // capture on the underlay veth is decrypted by tshark with SAs derived the way the code derives
 // them (src/crypto/esp-sas.ts deriveSa) and holds VXLAN frames with the pinged pattern inside,
 // while the pattern never appears in the capture's bytes; cleartext VXLAN sent at the encrypted
@@ -56,7 +57,7 @@ function uatRow(src: string, dst: string, sa: { spi: number; key: Buffer; salt: 
   ].join(',');
 }
 
-describe('vxnet tunnel --encrypt between two hosts', { skip: !root && 'needs root' }, () => {
+describe('vxnet tunnel --encrypt --esp-encap udp between two hosts', { skip: !root && 'needs root' }, () => {
   let pair: Pair;
   const tunnels: Tunnel[] = [];
   const secret = randomBytes(32);
@@ -76,7 +77,7 @@ describe('vxnet tunnel --encrypt between two hosts', { skip: !root && 'needs roo
         await startPairTunnel(pair, i, {
           neigh: [`${peer.overlayIp}=${overlayMac(peer.overlayIp)}`],
           fdb: [`${overlayMac(peer.overlayIp)}=${peer.underlayIp}`],
-          extraArgs: ['--encrypt', '--key', secret.toString('hex')],
+          extraArgs: ['--encrypt', '--key', secret.toString('hex'), '--esp-encap', 'udp'],
         }),
       );
     }
@@ -229,7 +230,7 @@ describe('vxnet tunnel --encrypt between two hosts', { skip: !root && 'needs roo
   });
 });
 
-describe('vxnet tunnel --encrypt --esp-udp=false: ESP as IP protocol 50', {
+describe('vxnet tunnel --encrypt (default): ESP as IP protocol 50', {
   skip: !root && 'needs root',
 }, () => {
   let pair: Pair;
@@ -247,7 +248,7 @@ describe('vxnet tunnel --encrypt --esp-udp=false: ESP as IP protocol 50', {
         await startPairTunnel(pair, i, {
           neigh: [`${peer.overlayIp}=${overlayMac(peer.overlayIp)}`],
           fdb: [`${overlayMac(peer.overlayIp)}=${peer.underlayIp}`],
-          extraArgs: ['--encrypt', '--key', `7:${secret.toString('hex')}`, '--esp-udp=false'],
+          extraArgs: ['--encrypt', '--key', `7:${secret.toString('hex')}`],
         }),
       );
     }
@@ -326,6 +327,9 @@ test('vxnet tunnel: bad encryption options are ERR_BAD_OPTION before anything is
     [['--key', key], '--key needs --encrypt'],
     [['--encrypt', '--key', key], '--encrypt needs --local'],
     [['--crypto-workers', '1'], '--crypto-workers needs --encrypt'],
+    [['--esp-encap', 'udp'], '--esp-encap needs --encrypt'],
+    [['--encrypt', '--key', key, '--local', '192.0.2.2', '--esp-encap', 'gre'], '--esp-encap must be'],
+    [['--encrypt', '--key', key, '--local', '192.0.2.2', '--learning'], '--encrypt excludes --learning'],
     [
       ['--encrypt', '--key', key, '--local', '192.0.2.2', '--crypto-workers', '99'],
       '--crypto-workers must be',

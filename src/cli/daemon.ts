@@ -56,6 +56,11 @@ export const daemon: Command = {
       arg: 'SECONDS',
       help: 'Rotate the cluster keys this often (default 43200 = 12 h; 0 = only `vxnet keys rotate`)',
     },
+    'esp-encap': {
+      type: 'string',
+      arg: 'ip|udp',
+      help: 'Encrypted networks\' ESP: IP protocol 50 ("ip", default) or in UDP 4500 ("udp", where protocol 50 is dropped); same on every host',
+    },
     'log-level': { type: 'string', arg: 'LEVEL', help: 'trace|debug|info|warn|error (default info)' },
   },
   async run(p, ctx) {
@@ -95,6 +100,9 @@ export const daemon: Command = {
         'ERR_BAD_OPTION',
         `--host-ttl "${ttl}" must be a whole number of seconds from 1 to 3600`,
       );
+    const encap = p.flags['esp-encap'] as string | undefined;
+    if (encap !== undefined && encap !== 'ip' && encap !== 'udp')
+      throw new VxError('ERR_BAD_OPTION', `--esp-encap "${encap}" must be "ip" or "udp"`);
     const rot = p.flags['key-rotate-interval'] as string | undefined;
     if (rot !== undefined && !/^[0-9]{1,7}$/.test(rot))
       throw new VxError('ERR_BAD_OPTION', `--key-rotate-interval "${rot}" must be a whole number of seconds`);
@@ -126,6 +134,7 @@ export const daemon: Command = {
       logLevel: level,
       dnsUpstreams: p.flags.dns as string[] | undefined,
       keyRotateMs: rot === undefined ? undefined : Number(rot) * 1000,
+      ...(encap !== undefined ? { espEncap: encap as 'ip' | 'udp' } : {}),
     });
     // A failed start must not leave the etcd client holding the process open.
     const d = await starting.catch(async (e: unknown) => {

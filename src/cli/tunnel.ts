@@ -10,6 +10,7 @@ import type { EspKeySet } from '../crypto/esp-sas.js';
 import { VxError } from '../errors.js';
 import { ipJson } from '../kernel/exec.js';
 import { DROP_NAMES, IO_FIELDS } from '../vtep/counters.js';
+import type { HelperFailedEvent } from '../vtep/engine.js';
 import { Vtep, type VtepStats } from '../vtep/vtep.js';
 import { type Command, type Parsed, positionals } from './args.js';
 
@@ -66,11 +67,12 @@ export const tunnel: Command = {
     fdb: { type: 'list', arg: 'MAC=REMOTE', help: 'Static FDB entry: MAC is behind REMOTE (repeatable)' },
     encrypt: {
       type: 'bool',
-      help: 'Carry the VNI only as ESP AES-GCM in UDP port 4500 and drop cleartext VXLAN (needs --key, --local)',
+      help: 'Carry the VNI only as ESP AES-GCM and drop cleartext VXLAN (needs --key, --local; excludes --learning)',
     },
-    'esp-udp': {
-      type: 'bool',
-      help: 'With --encrypt: ESP in UDP port 4500 (default); --esp-udp=false sends IP protocol 50',
+    'esp-encap': {
+      type: 'string',
+      arg: 'ip|udp',
+      help: 'With --encrypt: ESP as IP protocol 50 (ip, default) or in UDP port 4500 (udp, RFC 3948)',
     },
     'crypto-workers': {
       type: 'string',
@@ -86,10 +88,15 @@ export const tunnel: Command = {
   async run(p, _ctx) {
     positionals(p, tunnel, []);
     const o = options(p);
-    const espBytes = o.keys ? espOverhead({ udpEncap: p.flags['esp-udp'] !== false }) : 0;
+    const espBytes = o.encryption ? espOverhead({ udpEncap: o.encryption.encap === 'udp' }) : 0;
     const mtu = o.mtu ?? (await underlayMtu(o.local, o.remotes[0])) - espBytes;
     const vtep = await Vtep.open({ ...o, mtu });
     const print = () => process.stdout.write(`${JSON.stringify(report(vtep.stats()))}\n`);
+    vtep.engine.on('helperFailed', (e: HelperFailedEvent) => {
+      process.stderr.write(
+        `vxnet tunnel: crypto helper ${e.index} failed (${e.error.message}); sealing on the I/O thread\n`,
+      );
+    });
     process.on('SIGUSR1', print);
     process.stderr.write('vxnet tunnel: ready\n');
     // A signal ends it cleanly; the I/O worker failing on its own ends it with that error (the
@@ -162,6 +169,13 @@ function options(p: Parsed) {
   const cryptoWorkers = int(p, 'crypto-workers', 0, 64);
   if (cryptoWorkers !== undefined && !keys)
     throw new VxError('ERR_BAD_OPTION', '--crypto-workers needs --encrypt');
+  const encap = (p.flags['esp-encap'] as string | undefined) ?? 'ip';
+  if (encap !== 'ip' && encap !== 'udp')
+    throw new VxError('ERR_BAD_OPTION', `--esp-encap must be "ip" or "udp", got "${encap}"`);
+  if (p.flags['esp-encap'] !== undefined && !keys)
+    throw new VxError('ERR_BAD_OPTION', '--esp-encap needs --encrypt');
+  if (keys && p.flags.learning === true)
+    throw new VxError('ERR_BAD_OPTION', '--encrypt excludes --learning (a learned peer has no SA)');
   return {
     ...(realtime !== undefined ? { realtime } : {}),
     name: (p.flags.name as string | undefined) ?? 'vx0',
@@ -179,7 +193,7 @@ function options(p: Parsed) {
       ? {
           keys,
           encryption: {
-            udp: p.flags['esp-udp'] !== false,
+            encap: encap as 'ip' | 'udp',
             ...(cryptoWorkers !== undefined ? { cryptoWorkers } : {}),
           },
         }

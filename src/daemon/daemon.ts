@@ -30,6 +30,7 @@ import { detectUnderlayMtu } from '../kernel/link.js';
 import { netnsExists } from '../kernel/netns.js';
 import { openEmbeddedStore } from '../store/embedded.js';
 import type { Store } from '../store/store.js';
+import type { EspEncap } from '../vtep/engine.js';
 import { createApi } from './api.js';
 import { Engine } from './engine.js';
 import { KernelVxlanPorts } from './kernel-vxlan.js';
@@ -51,7 +52,13 @@ export const DEFAULT_STATE_DIR = '/var/lib/vxnet';
  */
 export const PORT_KINDS: Record<string, (o: PortContext) => OverlayPorts> = {
   kernel: (o) => new KernelVxlanPorts({ hostNetns: o.hostNetns, local: o.advertise }),
-  tap: (o) => new TapPorts({ hostNetns: o.hostNetns, local: o.advertise }),
+  tap: (o) =>
+    new TapPorts({
+      hostNetns: o.hostNetns,
+      local: o.advertise,
+      ...(o.espEncap !== undefined ? { espEncap: o.espEncap } : {}),
+      ...(o.log ? { onWarning: (msg, detail) => o.log!.warn(detail, msg) } : {}),
+    }),
 };
 
 /** The `--vxlan-port` used when none is given. */
@@ -63,6 +70,9 @@ export interface PortContext {
   advertise?: string;
   hostNetns?: string;
   stateDir: string;
+  /** `--esp-encap`: encrypted networks' ESP as IP protocol 50 ('ip', default) or in UDP ('udp'). */
+  espEncap?: EspEncap;
+  log?: Logger;
 }
 
 export interface DaemonOptions {
@@ -96,6 +106,8 @@ export interface DaemonOptions {
   dnsUpstreams?: string[];
   /** Rotate the cluster keys when the primary is older than this, ms (default 12 h; 0 = only on demand). */
   keyRotateMs?: number;
+  /** Encrypted networks' ESP: IP protocol 50 ('ip', default) or in UDP 4500 ('udp'); same on every host. */
+  espEncap?: EspEncap;
 }
 
 export interface RunningDaemon {
@@ -197,7 +209,8 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
       `--vxlan-port "${o.portKind}" is not one of ${Object.keys(PORT_KINDS).join(', ')}`,
     );
   const store = o.store ?? (await openEmbeddedStore({ dir: join(stateDir, 'store') }));
-  const ports = o.ports ?? makePorts!({ advertise, hostNetns: o.hostNetns, stateDir });
+  const ports =
+    o.ports ?? makePorts!({ advertise, hostNetns: o.hostNetns, stateDir, espEncap: o.espEncap, log });
   const mtu = await underlayMtu(host, advertise);
   log.info({ stateDir, socket, ports: ports.kind, underlayMtu: mtu.underlay, via: mtu.device }, 'starting');
   const engine = new Engine({

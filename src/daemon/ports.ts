@@ -63,6 +63,8 @@ export interface PortStats {
 export interface OverlayPorts {
   /** The implementation's name, shown by `vxnet info`. */
   readonly kind: string;
+  /** Bytes ESP takes from an encrypted network's MTU on these ports (default: ESP in UDP, 37). */
+  readonly espOverhead?: number;
   /** Creates (or adopts) the network's VXLAN port on `bridge` inside `sandbox`. Idempotent. */
   ensure(o: PortSpec): Promise<void>;
   /** Removes the port. Can run twice; the sandbox may already be gone. */

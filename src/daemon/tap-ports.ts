@@ -11,15 +11,18 @@
 // The TAPs live as long as the daemon's fds: close() removes them (they are not persistent), and a
 // restarted daemon makes them again in ensure().
 // Encrypted networks (`--opt encrypted`): their TAP is an encrypted port of the engine (ESP
-// AES-GCM in UDP 4500, cleartext VXLAN for the VNI dropped), under SAs derived from the cluster
-// keys applyKeys hands over (kept here and installed on the engine whenever it opens). Plain
-// networks on the same engine stay cleartext VXLAN on 4789.
+// AES-GCM as IP protocol 50 by default, or in UDP 4500 with `espEncap: 'udp'` (daemon
+// `--esp-encap udp`); cleartext VXLAN for the VNI dropped, ESP for a plain VNI dropped), under SAs
+// derived from the cluster keys applyKeys hands over (kept here and installed on the engine
+// whenever it opens). Plain networks on the same engine stay cleartext VXLAN on 4789. The mode is
+// per host: every host of a cluster must use the same one (a proto-50 host does not read 4500).
 import { VXLAN_PORT } from '../../assembly/constants.js';
+import { espOverhead } from '../crypto/esp.js';
 import { VxError } from '../errors.js';
 import { setLink } from '../kernel/link.js';
 import { netnsExists } from '../kernel/netns.js';
 import type { Counters } from '../vtep/counters.js';
-import { VtepEngine } from '../vtep/engine.js';
+import { type EspEncap, type HelperFailedEvent, VtepEngine } from '../vtep/engine.js';
 import type { AppliedKeys } from './keys.js';
 import type {
   FdbEntry,
@@ -39,6 +42,10 @@ export interface TapPortsOptions {
   hostNetns?: string;
   /** Address to bind (this host's --cluster-advertise); default any IPv4 address. */
   local?: string;
+  /** How encrypted networks' ESP crosses the underlay: 'ip' (protocol 50, default) or 'udp' (4500). */
+  espEncap?: EspEncap;
+  /** Told when a crypto helper thread failed and its work moved back to the I/O thread. */
+  onWarning?: (msg: string, detail: Record<string, unknown>) => void;
 }
 
 interface Applied {
@@ -61,8 +68,15 @@ export class TapPorts implements OverlayPorts {
   private queue: Promise<unknown> = Promise.resolve();
   /** The cluster keys last applied (installed on the engine when it opens). */
   private keys: AppliedKeys | undefined;
+  readonly espOverhead: number;
 
-  constructor(private readonly o: TapPortsOptions = {}) {}
+  constructor(private readonly o: TapPortsOptions = {}) {
+    const encap = o.espEncap ?? 'ip';
+    if (encap !== 'ip' && encap !== 'udp') {
+      throw new VxError('ERR_BAD_OPTION', `--esp-encap must be "ip" or "udp", got "${String(encap)}"`);
+    }
+    this.espOverhead = espOverhead({ udpEncap: encap === 'udp' });
+  }
 
   private serial<T>(f: () => Promise<T>): Promise<T> {
     const next = this.queue.then(f, f);
@@ -80,8 +94,14 @@ export class TapPorts implements OverlayPorts {
         arpProxy: true,
         floodUnknown: true,
         // Encryption needs this host's address (the SAs are derived from both ends' addresses).
-        ...(this.o.local !== undefined ? { encryption: {} } : {}),
+        ...(this.o.local !== undefined ? { encryption: { encap: this.o.espEncap ?? 'ip' } } : {}),
       });
+      e.on('helperFailed', (h: HelperFailedEvent) =>
+        this.o.onWarning?.('crypto helper failed; sealing on the I/O thread', {
+          helper: h.index,
+          err: h.error.message,
+        }),
+      );
       try {
         if (this.keys && e.encryption) await e.setKeys(this.keys);
       } catch (err) {

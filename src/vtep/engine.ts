@@ -83,17 +83,23 @@ export interface EngineOptions {
    */
   realtime?: number;
   /**
-   * Open the encrypted underlay: ESP (RFC 4303, AES-GCM per RFC 4106) in UDP (RFC 3948) on its own
-   * socket, so ports added with `encrypted` send nothing in cleartext and accept only ESP. Needs
-   * `local` (SAs are derived from both endpoints' addresses) and the UDP underlay. The keys come
-   * from setKeys; until then encrypted traffic drops as noSa.
+   * Open the encrypted underlay: ESP (RFC 4303, AES-GCM per RFC 4106) on its own socket, so ports
+   * added with `encrypted` send nothing in cleartext and accept only ESP. Needs `local` (SAs are
+   * derived from both endpoints' addresses) and the UDP underlay, and excludes `learning` (a peer
+   * learned from traffic would have no SA, and cleartext must never teach an encrypted network's
+   * FDB). The keys come from setKeys; until then encrypted traffic drops as noSa.
    */
   encryption?: {
+    /** UDP port of ESP in UDP (default 4500; encap 'udp' only). */
     port?: number;
     icvLen?: GcmTagLength;
     maxSas?: number;
-    /** false: ESP as IP protocol 50 on a raw socket (no GSO) instead of in UDP (default true). */
-    udp?: boolean;
+    /**
+     * 'ip' (default): ESP as IP protocol 50 on a raw socket, 29 bytes of overhead (ICV 8), read and
+     * written with recvmmsg/sendmmsg but without UDP GSO/GRO. 'udp': ESP in UDP (RFC 3948) for
+     * underlays that drop protocol 50 (NAT, some clouds), 37 bytes, with GSO/GRO.
+     */
+    encap?: EspEncap;
     /**
      * Helper threads (a Piscina pool) that take slices of big seal batches off the I/O thread,
      * fork-join over shared memory (src/crypto/esp-split.ts). Default 0: on a 2-core host it
@@ -103,6 +109,14 @@ export interface EngineOptions {
     /** Smallest seal batch (payload bytes) split across the helpers (default DEFAULT_SPLIT_MIN_BYTES). */
     splitMinBytes?: number;
   };
+}
+
+/** How ESP crosses the underlay: as IP protocol 50, or in UDP (RFC 3948). */
+export type EspEncap = 'ip' | 'udp';
+
+function helperStats(h: EspHelpers | undefined) {
+  const s = h?.stats() ?? { slices: 0, failed: 0, inline: 0, lost: 0 };
+  return { helperSlices: s.slices, helperFailed: s.failed, helperInline: s.inline, helperLost: s.lost };
 }
 
 /** IP protocol number of ESP (RFC 4303). */
@@ -166,12 +180,24 @@ export interface EspStats {
   drops: Record<string, number>;
   /** Seal-batch slices the crypto helper threads ran (0 without options.encryption.cryptoWorkers). */
   helperSlices: number;
+  /** Helper threads that died; the I/O thread took their work back (see src/crypto/esp-split.ts). */
+  helperFailed: number;
+  /** Slices given to a helper that died before taking them, sealed on the I/O thread instead. */
+  helperInline: number;
+  /** Seal batches dropped because a helper died while sealing its slice (never half-sealed out). */
+  helperLost: number;
 }
 
 export type EngineEvent =
   | { type: 'l2miss'; vni: number; mac: string }
   | { type: 'l3miss'; vni: number; ip: string }
   | { type: 'learned'; vni: number; address: string; port: number };
+
+/** Emitted as 'helperFailed' when a crypto helper thread dies (its work moved to the I/O thread). */
+export interface HelperFailedEvent {
+  index: number;
+  error: Error;
+}
 
 /** What a port of the engine is. */
 export interface TapPort {
@@ -247,6 +273,25 @@ export class VtepEngine extends EventEmitter {
         'encryption needs the UDP underlay and options.local (SAs are derived from the addresses)',
       );
     }
+    if (enc && o.learning) {
+      throw new VxError(
+        'ERR_ESP_CONFIG',
+        'encryption excludes learning: a learned peer has no SA, and cleartext must not teach the FDB',
+      );
+    }
+    const encap = enc?.encap ?? 'ip';
+    if (encap !== 'ip' && encap !== 'udp') {
+      throw new VxError(
+        'ERR_ESP_CONFIG',
+        `options.encryption.encap must be "ip" or "udp", got "${String(encap)}"`,
+      );
+    }
+    if (encap === 'ip' && !isIPv4(local)) {
+      throw new VxError(
+        'ERR_ESP_CONFIG',
+        'ESP as IP protocol 50 needs an IPv4 options.local (encap "udp" for IPv6)',
+      );
+    }
     const icvLen = enc?.icvLen ?? 8;
     const espPort = enc?.port ?? ESP_UDP_PORT;
     const wasm = core();
@@ -275,10 +320,11 @@ export class VtepEngine extends EventEmitter {
     let raw: RawSender | undefined;
     let espUdp: UdpBind | undefined;
     let helpers: EspHelpers | undefined;
+    let engineRef: VtepEngine | undefined;
     try {
       if (enc) {
         espUdp = inNetns(o.netns, () =>
-          enc.udp === false
+          encap === 'ip'
             ? RawSender.openProto(IPPROTO_ESP, { rcvbuf: 8 << 20, sndbuf: 8 << 20 })
             : UdpBind.open({ address: local, port: espPort, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
         );
@@ -327,12 +373,12 @@ export class VtepEngine extends EventEmitter {
           handle: esp.handle(),
           udp: espUdp.handle(),
           port: espPort,
-          ip: enc.udp === false,
+          ip: encap === 'ip',
           local,
           icvLen,
           from: new PacketBatch({
             capacity: 32,
-            frameCapacity: offload && enc.udp !== false ? 65535 : 9216 + 64,
+            frameCapacity: offload && encap === 'udp' ? 65535 : 9216 + 64,
           }).handle(),
           seal: new PacketBatch({ capacity: 64, frameCapacity: 9216 + 64 }).handle(),
           addrs: wasm.alloc((o.maxPeers ?? 1024) * 32),
@@ -341,7 +387,9 @@ export class VtepEngine extends EventEmitter {
         if (workers !== 0) {
           const split = espSplitRegions(wasm, esp, workers, enc.splitMinBytes);
           data.esp.split = split;
-          helpers = new EspHelpers(wasm, split);
+          helpers = new EspHelpers(wasm, split, (index, error) => {
+            engineRef?.emit('helperFailed', { index, error } satisfies HelperFailedEvent);
+          });
         }
       }
       void SEND_BATCH;
@@ -352,8 +400,9 @@ export class VtepEngine extends EventEmitter {
         raw,
         ioStats,
         undefined,
-        esp && espUdp ? { esp, udp: espUdp, icvLen, udpEncap: enc?.udp !== false, helpers } : undefined,
+        esp && espUdp ? { esp, udp: espUdp, icvLen, udpEncap: encap === 'udp', helpers } : undefined,
       );
+      engineRef = engine;
       engine.worker = await IoWorker.start({
         file: workerFile(),
         data,
@@ -593,7 +642,7 @@ export class VtepEngine extends EventEmitter {
       opened: e.opened,
       openedBytes: e.openedBytes,
       drops,
-      helperSlices: this.esp.helpers?.slices() ?? 0,
+      ...helperStats(this.esp.helpers),
     };
     return { vnis, peers, global, io, eventsLost: c.eventsLost, esp };
   }

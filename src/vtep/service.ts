@@ -31,6 +31,7 @@ import {
   DESC_VERDICT,
   DESC_VNI,
   DROP_CLEARTEXT,
+  DROP_ESP_FOR_PLAIN,
   DROP_OVERSIZE,
   PEER_ADDRLEN,
   PEER_SIZE,
@@ -415,16 +416,25 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
    * it: CVE-2023-28840, CVE-2023-28842). Runs on what arrived on the plain socket only.
    */
   function dropCleartext(descs: number, m: number): void {
-    if (!ed) return;
+    if (ed) dropMismatch(descs, m, true);
+  }
+
+  /**
+   * The mirror image: ESP that opened (authentic, from a peer holding the cluster key) but carries
+   * VXLAN for a plain network is dropped and counted as `espForPlain` on that network's port, so
+   * each network accepts exactly one kind of traffic. Runs on what the ESP socket delivered.
+   */
+  function dropMismatch(descs: number, m: number, cleartext: boolean): void {
+    const reason = cleartext ? DROP_CLEARTEXT : DROP_ESP_FOR_PLAIN;
     const u32 = view.u32();
     for (let i = 0; i < m; i++) {
       const d = (descs + i * DESC_SIZE) >>> 2;
       if (u32[d + (DESC_VERDICT >> 2)] !== VERDICT_LOCAL) continue;
       const p = byIndex[u32[d + (DESC_ARG >> 2)]!];
-      if (!p?.encrypted) continue;
+      if (!p || p.encrypted !== cleartext) continue;
       u32[d + (DESC_VERDICT >> 2)] = VERDICT_DROP;
-      u32[d + (DESC_ARG >> 2)] = DROP_CLEARTEXT;
-      countDrop(DROP_CLEARTEXT, p.index, peerOf(u32, u32[d + (DESC_ADDR >> 2)]!), u32[d + (DESC_LEN >> 2)]!);
+      u32[d + (DESC_ARG >> 2)] = reason;
+      countDrop(reason, p.index, peerOf(u32, u32[d + (DESC_ADDR >> 2)]!), u32[d + (DESC_LEN >> 2)]!);
     }
   }
 
@@ -493,6 +503,7 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     dp.decap({ descs }, m, nowSeconds());
     dropOversize(descs, m);
     if (cleartext) dropCleartext(descs, m);
+    else dropMismatch(descs, m, false);
     if (off) off.deliver(descs, m, (port) => byIndex[port]?.tap, io);
     else {
       const u32 = view.u32();
