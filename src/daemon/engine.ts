@@ -162,9 +162,10 @@ export class Engine {
     });
   }
 
-  /** The network's MTU: its own, or the overlay's; an encrypted network's gives room to ESP in UDP. */
+  /** The network's MTU: its own, or the overlay's; an encrypted one leaves room for its ports' ESP. */
   mtuOf(net: NetworkRecord): number {
-    return net.mtu ?? this.overlayMtu - (net.encrypted ? espOverhead({ udpEncap: true }) : 0);
+    const esp = this.ports.espOverhead ?? espOverhead({ udpEncap: true });
+    return net.mtu ?? this.overlayMtu - (net.encrypted ? esp : 0);
   }
 
   // --- networks -------------------------------------------------------------------------------
