@@ -15,6 +15,9 @@
 // WASM has no AES instructions, so speed comes from width: one call encrypts 8 blocks (CTR mode
 // hands it 8 counter blocks at a time), and the 4 NOT gates of the S-box are folded into the round
 // keys (0x63 survives ShiftRows and MixColumns unchanged, so XORing it into keys 1..Nr is exact).
+// Counter mode can start at round 2 from a precomputed sliced state (`aes_ctr8_from1`, used by
+// gcm.ts): the precomputation is the same circuit, and the table it fills is read at an address
+// given by the counter, which is public.
 //
 // Round keys (written by `aes_expand`): (Nr+1) x 8 planes x 16 bytes at `rk`, plane i of round r at
 // rk + r*128 + i*16; each is the round key (bytes permuted by Pi_r^-1, see below) replicated to all
@@ -74,36 +77,105 @@ export function aes_encrypt8_xor(
   len: usize,
   first: i32,
 ): v128 {
+  return aesCore(rk, nr, b0, b1, b2, b3, b4, b5, b6, b7, p, len, first, 0, 0, MODE_FULL);
+}
+
+/**
+ * As aes_encrypt8_xor, but starts from a state already through round 1, given in sliced form as
+ * the XOR of the 8 planes at `sp` and the 8 planes at `wp` (see `aes_round1_sliced`): rounds 2..nr,
+ * then the same output. This is the counter-mode shortcut (Bernstein and Schwabe, "New AES software
+ * speed records"): blocks that differ only in their last byte share all of round 1 but one column,
+ * and that column depends only on the key and the (public) last byte, so it is precomputed per key.
+ */
+export function aes_ctr8_from1(rk: usize, nr: i32, sp: usize, wp: usize, p: usize, len: usize, first: i32): v128 {
+  const z = i64x2.splat(0);
+  return aesCore(rk, nr, z, z, z, z, z, z, z, z, p, len, first, sp, wp, MODE_FROM1);
+}
+
+/** Runs round 0 and round 1 on b0..b7 and stores the 8 sliced state planes (128 bytes) at `out`. */
+export function aes_round1_sliced(
+  rk: usize,
+  b0: v128,
+  b1: v128,
+  b2: v128,
+  b3: v128,
+  b4: v128,
+  b5: v128,
+  b6: v128,
+  b7: v128,
+  out: usize,
+): void {
+  aesCore(rk, 10, b0, b1, b2, b3, b4, b5, b6, b7, 0, 0, 0, out, 0, MODE_ROUND1);
+}
+
+const MODE_FULL = 0; // transpose in, rounds 0..nr, transpose out, XOR into the data
+const MODE_FROM1 = 1; // state after round 1 = planes at sp ^ planes at wp; rounds 2..nr, out as FULL
+const MODE_ROUND1 = 2; // transpose in, rounds 0 and 1, store the planes at sp
+
+// One body for the three modes; `mode` is a constant at every call site, so each entry point is
+// compiled without the others' branches.
+@inline function aesCore(
+  rk: usize,
+  nr: i32,
+  b0: v128,
+  b1: v128,
+  b2: v128,
+  b3: v128,
+  b4: v128,
+  b5: v128,
+  b6: v128,
+  b7: v128,
+  p: usize,
+  len: usize,
+  first: i32,
+  sp: usize,
+  wp: usize,
+  mode: i32,
+): v128 {
   const m1 = i8x16.splat(0x55);
   const m2 = i8x16.splat(0x33);
   const m4 = i8x16.splat(0x0f);
   let t: v128;
-  // Transpose 8 blocks into 8 bit planes: three layers of swap-move over 8x8 bit matrices.
-  t = N(X(i64x2.shr_u(b1, 1), b0), m1); b0 = X(b0, t); b1 = X(b1, i64x2.shl(t, 1));
-  t = N(X(i64x2.shr_u(b3, 1), b2), m1); b2 = X(b2, t); b3 = X(b3, i64x2.shl(t, 1));
-  t = N(X(i64x2.shr_u(b5, 1), b4), m1); b4 = X(b4, t); b5 = X(b5, i64x2.shl(t, 1));
-  t = N(X(i64x2.shr_u(b7, 1), b6), m1); b6 = X(b6, t); b7 = X(b7, i64x2.shl(t, 1));
-  t = N(X(i64x2.shr_u(b2, 2), b0), m2); b0 = X(b0, t); b2 = X(b2, i64x2.shl(t, 2));
-  t = N(X(i64x2.shr_u(b3, 2), b1), m2); b1 = X(b1, t); b3 = X(b3, i64x2.shl(t, 2));
-  t = N(X(i64x2.shr_u(b6, 2), b4), m2); b4 = X(b4, t); b6 = X(b6, i64x2.shl(t, 2));
-  t = N(X(i64x2.shr_u(b7, 2), b5), m2); b5 = X(b5, t); b7 = X(b7, i64x2.shl(t, 2));
-  t = N(X(i64x2.shr_u(b4, 4), b0), m4); b0 = X(b0, t); b4 = X(b4, i64x2.shl(t, 4));
-  t = N(X(i64x2.shr_u(b5, 4), b1), m4); b1 = X(b1, t); b5 = X(b5, i64x2.shl(t, 4));
-  t = N(X(i64x2.shr_u(b6, 4), b2), m4); b2 = X(b2, t); b6 = X(b6, i64x2.shl(t, 4));
-  t = N(X(i64x2.shr_u(b7, 4), b3), m4); b3 = X(b3, t); b7 = X(b7, i64x2.shl(t, 4));
+  let s0: v128, s1: v128, s2: v128, s3: v128, s4: v128, s5: v128, s6: v128, s7: v128;
+  let r0 = 1;
+  if (mode == MODE_FROM1) {
+    s0 = X(v128.load(sp, 0), v128.load(wp, 0));
+    s1 = X(v128.load(sp, 16), v128.load(wp, 16));
+    s2 = X(v128.load(sp, 32), v128.load(wp, 32));
+    s3 = X(v128.load(sp, 48), v128.load(wp, 48));
+    s4 = X(v128.load(sp, 64), v128.load(wp, 64));
+    s5 = X(v128.load(sp, 80), v128.load(wp, 80));
+    s6 = X(v128.load(sp, 96), v128.load(wp, 96));
+    s7 = X(v128.load(sp, 112), v128.load(wp, 112));
+    r0 = 2;
+  } else {
+    // Transpose 8 blocks into 8 bit planes: three layers of swap-move over 8x8 bit matrices.
+    t = N(X(i64x2.shr_u(b1, 1), b0), m1); b0 = X(b0, t); b1 = X(b1, i64x2.shl(t, 1));
+    t = N(X(i64x2.shr_u(b3, 1), b2), m1); b2 = X(b2, t); b3 = X(b3, i64x2.shl(t, 1));
+    t = N(X(i64x2.shr_u(b5, 1), b4), m1); b4 = X(b4, t); b5 = X(b5, i64x2.shl(t, 1));
+    t = N(X(i64x2.shr_u(b7, 1), b6), m1); b6 = X(b6, t); b7 = X(b7, i64x2.shl(t, 1));
+    t = N(X(i64x2.shr_u(b2, 2), b0), m2); b0 = X(b0, t); b2 = X(b2, i64x2.shl(t, 2));
+    t = N(X(i64x2.shr_u(b3, 2), b1), m2); b1 = X(b1, t); b3 = X(b3, i64x2.shl(t, 2));
+    t = N(X(i64x2.shr_u(b6, 2), b4), m2); b4 = X(b4, t); b6 = X(b6, i64x2.shl(t, 2));
+    t = N(X(i64x2.shr_u(b7, 2), b5), m2); b5 = X(b5, t); b7 = X(b7, i64x2.shl(t, 2));
+    t = N(X(i64x2.shr_u(b4, 4), b0), m4); b0 = X(b0, t); b4 = X(b4, i64x2.shl(t, 4));
+    t = N(X(i64x2.shr_u(b5, 4), b1), m4); b1 = X(b1, t); b5 = X(b5, i64x2.shl(t, 4));
+    t = N(X(i64x2.shr_u(b6, 4), b2), m4); b2 = X(b2, t); b6 = X(b6, i64x2.shl(t, 4));
+    t = N(X(i64x2.shr_u(b7, 4), b3), m4); b3 = X(b3, t); b7 = X(b7, i64x2.shl(t, 4));
 
-  // Each layer maps (register bit k, bit-position bit k) to their complements, so register b_j now
-  // holds bit 7-j of every byte. From here s_i = plane of bit i. Round 0: AddRoundKey.
-  let s0 = X(b7, v128.load(rk, 0));
-  let s1 = X(b6, v128.load(rk, 16));
-  let s2 = X(b5, v128.load(rk, 32));
-  let s3 = X(b4, v128.load(rk, 48));
-  let s4 = X(b3, v128.load(rk, 64));
-  let s5 = X(b2, v128.load(rk, 80));
-  let s6 = X(b1, v128.load(rk, 96));
-  let s7 = X(b0, v128.load(rk, 112));
+    // Each layer maps (register bit k, bit-position bit k) to their complements, so register b_j now
+    // holds bit 7-j of every byte. From here s_i = plane of bit i. Round 0: AddRoundKey.
+    s0 = X(b7, v128.load(rk, 0));
+    s1 = X(b6, v128.load(rk, 16));
+    s2 = X(b5, v128.load(rk, 32));
+    s3 = X(b4, v128.load(rk, 48));
+    s4 = X(b3, v128.load(rk, 64));
+    s5 = X(b2, v128.load(rk, 80));
+    s6 = X(b1, v128.load(rk, 96));
+    s7 = X(b0, v128.load(rk, 112));
+  }
 
-  for (let r = 1; ; r++) {
+  for (let r = r0; ; r++) {
     const k = rk + (<usize>r << 7);
     // SubBytes: Boyar-Peralta circuit, U0 = bit 7 ... U7 = bit 0; S0 = bit 7 ... S7 = bit 0.
     // The four output NOTs (S1, S2, S6, S7) are folded into the round keys.
@@ -270,6 +342,17 @@ export function aes_encrypt8_xor(
     s5 = X(X(t4, a15), X(i8x16.swizzle(t5, c2), v128.load(k, 80)));
     s6 = X(X(t5, a16), X(i8x16.swizzle(t6, c2), v128.load(k, 96)));
     s7 = X(X(t6, a17), X(i8x16.swizzle(t7, c2), v128.load(k, 112)));
+    if (mode == MODE_ROUND1) {
+      v128.store(sp, s0, 0);
+      v128.store(sp, s1, 16);
+      v128.store(sp, s2, 32);
+      v128.store(sp, s3, 48);
+      v128.store(sp, s4, 64);
+      v128.store(sp, s5, 80);
+      v128.store(sp, s6, 96);
+      v128.store(sp, s7, 112);
+      return s0;
+    }
   }
   // Back to the FIPS byte order.
   const fm = v128.load(FINAL_MASK);

@@ -295,14 +295,15 @@ export const CSUM_V_BAD = 10; // CSUM_V_IP_BAD | CSUM_V_L4_BAD
 // ---- AES-GCM (assembly/aes.ts, ghash.ts, gcm.ts; src/crypto/) -----------------------------------
 // A key context is one region of GCM_CTX_SIZE bytes from core().alloc(), expanded once by
 // gcm_init and then only read (several live at once for key rotation; workers share them).
-export const GCM_CTX_SIZE = 11264;
+export const GCM_CTX_SIZE = 19200;
 export const GCM_CTX_NR = 0; // u32: AES rounds (10 or 14); 0 = not initialised
 export const GCM_CTX_KEY = 64; // the host writes the raw key here; gcm_init expands it, then zeroes 256 bytes
 export const GCM_CTX_RK = 320; // bitsliced round keys (1920 bytes)
 export const GCM_CTX_H = 2240; // GHASH key: H^1..H^4 in multiply-ready parts (768 bytes)
 export const GCM_CTX_T = 3072; // GHASH 16-lane swizzle tables for H (8192 bytes)
+export const GCM_CTX_W = 11264; // CTR round-1 planes for counter starts 1, 2, 9, 10, ..., 241, 242 (62 x 128 bytes)
 // Per-thread scratch every batch call takes (the caller owns it; never shared between threads).
-export const GCM_SCRATCH_SIZE = 2368;
+export const GCM_SCRATCH_SIZE = 2816;
 export const GCM_SC_Y = 0; // 16-lane GHASH state, transposed (256 bytes)
 export const GCM_SC_X = 256; // 16 input blocks, one per message (256 bytes)
 export const GCM_SC_TMP = 512; // ghash16_absorb scratch (768 bytes)
@@ -310,6 +311,9 @@ export const GCM_SC_EJ0 = 1280; // E(K, J0) of 16 messages (256 bytes)
 export const GCM_SC_ROWS = 1536; // 16 GHASH results, one row per message (256 bytes)
 export const GCM_SC_ORDER = 1792; // a window's descriptor indices sorted by length (GCM_WINDOW u32s)
 export const GCM_SC_LIST = 2048; // the 16 descriptor addresses of the current group (64 bytes)
+export const GCM_SC_SN = 2368; // one message's sliced round-1 counter state (128 bytes)
+export const GCM_SC_RPTR = 2496; // 16 GHASH row addresses for one step of a group (64 bytes)
+export const GCM_SC_PARAMS = 2560; // per message of a group: text, first text round, full blocks (16 x 16 bytes)
 export const GCM_WINDOW = 64; // descriptors sorted together when forming groups of 16
 // A GCM batch is an array of GCMD_SIZE-byte descriptors, one per message, all under one key.
 // Seal encrypts the text in place and writes the tag; open checks the tag over AAD and ciphertext

@@ -6,7 +6,10 @@
 // both are constant-time, and this file adds no secret-dependent branch or index: the tag check ORs
 // the XOR of all tag bytes and only the final pass/fail (which the caller learns anyway) is branched on.
 //
-// Counter blocks go to AES 8 at a time. The first call also encrypts J0 (nonce || 1), whose
+// Counter blocks go to AES 8 at a time; a message with two or more calls has round 1 of its
+// counter blocks precomputed (see "counter mode with round 1 precomputed" below: one per-message
+// pass plus a per-key table indexed by the public counter, so no secret index). The first call also
+// encrypts J0 (nonce || 1), whose
 // keystream E(K, J0) masks the tag, so a 64-byte packet costs one 8-block AES call; in a group of
 // 16 (below), a message whose text fills whole calls takes E(K, J0) from a call shared with others.
 // Open hashes the AAD and the whole ciphertext first. If E(K, J0) is already known it checks the
@@ -17,13 +20,14 @@
 // Every export takes the key context pointer (layout GCM_CTX_* in constants.ts), the batch and a
 // scratch region owned by the calling thread (GCM_SC_*); the context is read-only after gcm_init,
 // so several threads may use one context at once. No module global holds state.
-import { aes_encrypt8_xor, aes_expand } from './aes';
+import { aes_ctr8_from1, aes_encrypt8_xor, aes_expand, aes_round1_sliced } from './aes';
 import {
   GCM_CTX_H,
   GCM_CTX_KEY,
   GCM_CTX_NR,
   GCM_CTX_RK,
   GCM_CTX_T,
+  GCM_CTX_W,
   GCM_ERR_AUTH,
   GCM_ERR_KEY_LEN,
   GCM_ERR_TAG_LEN,
@@ -41,7 +45,10 @@ import {
   GCM_SC_EJ0,
   GCM_SC_LIST,
   GCM_SC_ORDER,
+  GCM_SC_PARAMS,
+  GCM_SC_RPTR,
   GCM_SC_ROWS,
+  GCM_SC_SN,
   GCM_SC_TMP,
   GCM_SC_X,
   GCM_SC_Y,
@@ -51,7 +58,7 @@ import {
   ghash_length_block,
   ghash_lengths,
   ghash_update,
-  ghash16_absorb,
+  ghash16_absorb_rows,
   ghash16_init,
   ghash16_transpose,
 } from './ghash';
@@ -71,8 +78,80 @@ export function gcm_init(ctx: usize, keyLen: i32): i32 {
   const h = aes_encrypt8_xor(ctx + GCM_CTX_RK, nr, z, z, z, z, z, z, z, z, 0, 0, 0);
   ghash_init(ctx + GCM_CTX_H, h);
   ghash16_init(ctx + GCM_CTX_T, ctx + GCM_CTX_H, tmp);
+  ctrTableInit(ctx + GCM_CTX_RK, ctx + GCM_CTX_W, tmp);
   store<u32>(ctx + GCM_CTX_NR, nr);
   return GCM_OK;
+}
+
+// ---- counter mode with round 1 precomputed ----------------------------------------------------
+// The 8 counter blocks of one AES call differ only in byte 15 (while the counter stays below 256),
+// so after round 1 their state is R(nonce) ^ V(key, counters), R the same for every call of a
+// message and V the same for every message (round 1 is affine, SubBytes works bytewise, and byte
+// 15 feeds one column): R comes from one round-1 pass per message (GCM_SC_SN), V from a table built
+// at gcm_init for the counter starts the mode uses (1 or 2 mod 8). Each further call then skips the
+// input transpose and round 1. The table is indexed by the counter, which is public.
+
+const CTR_STARTS: i32 = 62;
+
+/** W[e] = round-1 planes of zero-nonce counters c..c+7 (c = start e) ^ round-1 planes of 8 zero blocks. */
+function ctrTableInit(rk: usize, w: usize, tmp: usize): void {
+  const z = i64x2.splat(0);
+  aes_round1_sliced(rk, z, z, z, z, z, z, z, z, tmp);
+  for (let e = 0; e < CTR_STARTS; e++) {
+    const c = <u32>(((e >> 1) << 3) + 1 + (e & 1));
+    const we = w + (<usize>e << 7);
+    aes_round1_sliced(
+      rk,
+      i32x4.replace_lane(z, 3, bswap<u32>(c)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 1)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 2)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 3)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 4)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 5)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 6)),
+      i32x4.replace_lane(z, 3, bswap<u32>(c + 7)),
+      we,
+    );
+    for (let i: usize = 0; i < 128; i += 16) v128.store(we + i, v128.xor(v128.load(we + i), v128.load(tmp + i)));
+  }
+  memory.fill(tmp, 0, 128);
+}
+
+/** The table entry for counter start `ctr`, or 0 when the table has none. */
+@inline function ctrEntry(ctx: usize, ctr: u32): usize {
+  const low = ctr & 7;
+  if (ctr > 242 || (low != 1 && low != 2)) return 0;
+  return ctx + GCM_CTX_W + (<usize>(((ctr >> 3) << 1) + low - 1) << 7);
+}
+
+/** Stores the message's round-1 planes (8 copies of nonce || 0) at sn when it has >= 2 AES calls. */
+@inline function ctrPrepare(rk: usize, iv: v128, calls: usize, sn: usize): bool {
+  if (calls < 2) return false;
+  aes_round1_sliced(rk, iv, iv, iv, iv, iv, iv, iv, iv, sn);
+  return true;
+}
+
+/** One 8-block CTR call (counters ctr..ctr+7), through the round-1 table when `cached` allows. */
+@inline function ctrCall(ctx: usize, nr: i32, iv: v128, ctr: u32, p: usize, len: usize, first: i32, sn: usize, cached: bool): v128 {
+  const w = cached ? ctrEntry(ctx, ctr) : 0;
+  if (w != 0) return aes_ctr8_from1(ctx + GCM_CTX_RK, nr, sn, w, p, len, first);
+  return ctr8(ctx + GCM_CTX_RK, nr, iv, ctr, p, len, first);
+}
+
+/** CTR over text[from..n) starting at counter `ctr` (8 blocks per call). */
+function ctrRun(ctx: usize, nr: i32, iv: v128, ctr: u32, text: usize, from: usize, n: usize, sn: usize, cached: bool): void {
+  let off = from;
+  while (off < n) {
+    const l = n - off < 128 ? n - off : 128;
+    ctrCall(ctx, nr, iv, ctr, text + off, l, 0, sn, cached);
+    off += l;
+    ctr += 8;
+  }
+}
+
+/** AES calls a message of n bytes needs (with J0 in the first call unless its E(K, J0) is shared). */
+@inline function ctrCalls(n: usize, withJ0: bool): usize {
+  return withJ0 ? (n + 16 + 127) >> 7 : (n + 127) >> 7;
 }
 
 /** Zeroes a context (key retired). */
@@ -123,7 +202,7 @@ function runBatch(ctx: usize, descs: usize, n: u32, scratch: usize, seal: bool):
         }
       }
       const d = base + <usize>(load<u32>(order + (<usize>i << 2)) & 0xff) * GCMD_SIZE;
-      const st = seal ? seal1(ctx, d) : open1(ctx, d);
+      const st = seal ? seal1(ctx, d, scratch + GCM_SC_SN) : open1(ctx, d, scratch + GCM_SC_SN);
       store<u32>(d + GCMD_STATUS, st);
       if (st != GCM_OK) failed++;
       i++;
@@ -207,13 +286,33 @@ function fetchBlock(dst: usize, d: usize, i: i32): void {
 function ghash16Group(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
   const y = scratch + GCM_SC_Y;
   const x = scratch + GCM_SC_X;
+  const rows = scratch + GCM_SC_RPTR;
+  const prm = scratch + GCM_SC_PARAMS;
   memory.fill(y, 0, 256);
+  // Per message: its text, the round of its first text block, its full text blocks, its first round.
+  for (let j: usize = 0; j < 16; j++) {
+    const dj = <usize>load<u32>(list + (j << 2));
+    const start = rounds - hashBlocks(dj);
+    const q = prm + (j << 4);
+    store<u32>(q, load<u32>(dj + GCMD_TEXT));
+    store<u32>(q, start + ((load<u32>(dj + GCMD_AAD_LEN) + 15) >> 4), 4);
+    store<u32>(q, load<u32>(dj + GCMD_TEXT_LEN) >> 4, 8);
+    store<u32>(q, start, 12);
+  }
   for (let k: u32 = 0; k < rounds; k++) {
     for (let j: usize = 0; j < 16; j++) {
-      const dj = <usize>load<u32>(list + (j << 2));
-      fetchBlock(x + (j << 4), dj, <i32>k - <i32>(rounds - hashBlocks(dj)));
+      const q = prm + (j << 4);
+      const i = k - load<u32>(q, 4); // wraps below the first text block
+      if (i < load<u32>(q, 8)) {
+        // A full text block: hashed where it lies.
+        store<u32>(rows + (j << 2), load<u32>(q) + (i << 4));
+      } else {
+        const dj = <usize>load<u32>(list + (j << 2));
+        fetchBlock(x + (j << 4), dj, <i32>k - <i32>load<u32>(q, 12));
+        store<u32>(rows + (j << 2), <u32>(x + (j << 4)));
+      }
     }
-    ghash16_absorb(ctx + GCM_CTX_T, y, x, scratch + GCM_SC_TMP);
+    ghash16_absorb_rows(ctx + GCM_CTX_T, y, rows, scratch + GCM_SC_TMP);
   }
   ghash16_transpose(y, scratch + GCM_SC_ROWS);
 }
@@ -270,6 +369,7 @@ function groupJ0(rk: usize, nr: i32, list: usize, scratch: usize): void {
 function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
+  const sn = scratch + GCM_SC_SN;
   groupJ0(rk, nr, list, scratch);
   for (let j: usize = 0; j < 16; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
@@ -277,11 +377,13 @@ function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
     const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
     const iv = nonceBlock(<usize>load<u32>(dj + GCMD_NONCE));
     if (sharedJ0(n)) {
-      ctrRest(rk, nr, iv, 2, text, 0, n);
+      const cached = ctrPrepare(rk, iv, ctrCalls(n, false), sn);
+      ctrRun(ctx, nr, iv, 2, text, 0, n, sn, cached);
     } else {
+      const cached = ctrPrepare(rk, iv, ctrCalls(n, true), sn);
       const first = n < 112 ? n : 112;
-      v128.store(scratch + GCM_SC_EJ0 + (j << 4), ctr8(rk, nr, iv, 1, text, first, 1));
-      ctrRest(rk, nr, iv, 9, text, first, n);
+      v128.store(scratch + GCM_SC_EJ0 + (j << 4), ctrCall(ctx, nr, iv, 1, text, first, 1, sn, cached));
+      ctrRun(ctx, nr, iv, 9, text, first, n, sn, cached);
     }
   }
   ghash16Group(ctx, list, rounds, scratch);
@@ -296,6 +398,7 @@ function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
 function open16(ctx: usize, list: usize, rounds: u32, scratch: usize): u32 {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
+  const sn = scratch + GCM_SC_SN;
   ghash16Group(ctx, list, rounds, scratch);
   groupJ0(rk, nr, list, scratch);
   let failed: u32 = 0;
@@ -312,11 +415,13 @@ function open16(ctx: usize, list: usize, rounds: u32, scratch: usize): u32 {
         memory.fill(text, 0, n);
         st = GCM_ERR_AUTH;
       } else {
-        ctrRest(rk, nr, nonceBlock(<usize>load<u32>(dj + GCMD_NONCE)), 2, text, 0, n);
+        const iv = nonceBlock(<usize>load<u32>(dj + GCMD_NONCE));
+        const cached = ctrPrepare(rk, iv, ctrCalls(n, false), sn);
+        ctrRun(ctx, nr, iv, 2, text, 0, n, sn, cached);
         st = GCM_OK;
       }
     } else {
-      st = openTail(rk, nr, dj, y);
+      st = openTail(ctx, nr, dj, y, sn);
     }
     store<u32>(dj + GCMD_STATUS, st);
     if (st != GCM_OK) failed++;
@@ -360,18 +465,7 @@ function open16(ctx: usize, list: usize, rounds: u32, scratch: usize): u32 {
   );
 }
 
-/** CTR over text[from..n) starting at counter `ctr` (8 blocks per call). */
-@inline function ctrRest(rk: usize, nr: i32, iv: v128, ctr: u32, text: usize, from: usize, n: usize): void {
-  let off = from;
-  while (off < n) {
-    const l = n - off < 128 ? n - off : 128;
-    ctr8(rk, nr, iv, ctr, text + off, l, 0);
-    off += l;
-    ctr += 8;
-  }
-}
-
-function seal1(ctx: usize, d: usize): u32 {
+function seal1(ctx: usize, d: usize, sn: usize): u32 {
   const tagLen = load<u32>(d + GCMD_TAG_LEN);
   if (!validTagLen(tagLen)) return GCM_ERR_TAG_LEN;
   const rk = ctx + GCM_CTX_RK;
@@ -383,9 +477,10 @@ function seal1(ctx: usize, d: usize): u32 {
   const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
   const iv = nonceBlock(<usize>load<u32>(d + GCMD_NONCE));
 
+  const cached = ctrPrepare(rk, iv, ctrCalls(n, true), sn);
   const first = n < 112 ? n : 112;
-  const ej0 = ctr8(rk, nr, iv, 1, text, first, 1);
-  ctrRest(rk, nr, iv, 9, text, first, n);
+  const ej0 = ctrCall(ctx, nr, iv, 1, text, first, 1, sn, cached);
+  ctrRun(ctx, nr, iv, 9, text, first, n, sn, cached);
 
   let y = ghash_update(hk, i64x2.splat(0), aad, aadLen);
   y = ghash_update(hk, y, text, n);
@@ -400,7 +495,7 @@ function seal1(ctx: usize, d: usize): u32 {
   else if (tagLen == 12) store<u32>(tp, i32x4.extract_lane(tag, 2), 8);
 }
 
-function open1(ctx: usize, d: usize): u32 {
+function open1(ctx: usize, d: usize, sn: usize): u32 {
   if (!validTagLen(load<u32>(d + GCMD_TAG_LEN))) return GCM_ERR_TAG_LEN;
   const hk = ctx + GCM_CTX_H;
   const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
@@ -408,7 +503,7 @@ function open1(ctx: usize, d: usize): u32 {
   let y = ghash_update(hk, i64x2.splat(0), <usize>load<u32>(d + GCMD_AAD), aadLen);
   y = ghash_update(hk, y, <usize>load<u32>(d + GCMD_TEXT), n);
   y = ghash_lengths(hk, y, aadLen, n);
-  return openTail(ctx + GCM_CTX_RK, load<i32>(ctx + GCM_CTX_NR), d, y);
+  return openTail(ctx, load<i32>(ctx + GCM_CTX_NR), d, y, sn);
 }
 
 /**
@@ -416,17 +511,18 @@ function open1(ctx: usize, d: usize): u32 {
  * E(K, J0)), checks the tag in constant time, and either zeroes the text (GCM_ERR_AUTH) or
  * decrypts the rest.
  */
-function openTail(rk: usize, nr: i32, d: usize, y: v128): u32 {
+function openTail(ctx: usize, nr: i32, d: usize, y: v128, sn: usize): u32 {
   const tagLen = load<u32>(d + GCMD_TAG_LEN);
   const text = <usize>load<u32>(d + GCMD_TEXT);
   const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
   const iv = nonceBlock(<usize>load<u32>(d + GCMD_NONCE));
+  const cached = ctrPrepare(ctx + GCM_CTX_RK, iv, ctrCalls(n, true), sn);
   const first = n < 112 ? n : 112;
-  const tag = v128.xor(y, ctr8(rk, nr, iv, 1, text, first, 1));
+  const tag = v128.xor(y, ctrCall(ctx, nr, iv, 1, text, first, 1, sn, cached));
   if (tagDiffers(tag, <usize>load<u32>(d + GCMD_TAG), tagLen)) {
     memory.fill(text, 0, n);
     return GCM_ERR_AUTH;
   }
-  ctrRest(rk, nr, iv, 9, text, first, n);
+  ctrRun(ctx, nr, iv, 9, text, first, n, sn, cached);
   return GCM_OK;
 }

@@ -244,6 +244,38 @@ export function ghash16_init(tables: usize, hk: usize, tmp: usize): void {
  */
 export function ghash16_absorb(tables: usize, y: usize, x: usize, tmp: usize): void {
   ghash16_transpose(x, tmp);
+  absorbTransposed(tables, y, tmp);
+}
+
+/**
+ * As ghash16_absorb, but row j (message j's block) is read at the address in the u32 at rows + 4j,
+ * so blocks are taken where they lie instead of being copied together first.
+ */
+export function ghash16_absorb_rows(tables: usize, y: usize, rows: usize, tmp: usize): void {
+  transposeCore(
+    v128.load(load<u32>(rows, 0)),
+    v128.load(load<u32>(rows, 32)),
+    v128.load(load<u32>(rows, 16)),
+    v128.load(load<u32>(rows, 48)),
+    v128.load(load<u32>(rows, 8)),
+    v128.load(load<u32>(rows, 40)),
+    v128.load(load<u32>(rows, 24)),
+    v128.load(load<u32>(rows, 56)),
+    v128.load(load<u32>(rows, 4)),
+    v128.load(load<u32>(rows, 36)),
+    v128.load(load<u32>(rows, 20)),
+    v128.load(load<u32>(rows, 52)),
+    v128.load(load<u32>(rows, 12)),
+    v128.load(load<u32>(rows, 44)),
+    v128.load(load<u32>(rows, 28)),
+    v128.load(load<u32>(rows, 60)),
+    tmp,
+  );
+  absorbTransposed(tables, y, tmp);
+}
+
+/** The table lookups of ghash16_absorb, the 16 input blocks already transposed at tmp. */
+@inline function absorbTransposed(tables: usize, y: usize, tmp: usize): void {
   const m = i8x16.splat(0x0f);
   for (let k: usize = 0; k < 16; k++) {
     const v = v128.xor(v128.load(y + (k << 4)), v128.load(tmp + (k << 4)));
@@ -293,22 +325,47 @@ export function ghash16_absorb(tables: usize, y: usize, x: usize, tmp: usize): v
 /** 16x16 byte transpose: row j at src + 16j -> row k at dst + 16k holds byte k of every source row. */
 // The transpose is its own inverse: it also turns the state back into 16 rows.
 export function ghash16_transpose(src: usize, dst: usize): void {
-  let v0 = v128.load(src, 0);
-  let v1 = v128.load(src, 128);
-  let v2 = v128.load(src, 64);
-  let v3 = v128.load(src, 192);
-  let v4 = v128.load(src, 32);
-  let v5 = v128.load(src, 160);
-  let v6 = v128.load(src, 96);
-  let v7 = v128.load(src, 224);
-  let v8 = v128.load(src, 16);
-  let v9 = v128.load(src, 144);
-  let v10 = v128.load(src, 80);
-  let v11 = v128.load(src, 208);
-  let v12 = v128.load(src, 48);
-  let v13 = v128.load(src, 176);
-  let v14 = v128.load(src, 112);
-  let v15 = v128.load(src, 240);
+  transposeCore(
+    v128.load(src, 0),
+    v128.load(src, 128),
+    v128.load(src, 64),
+    v128.load(src, 192),
+    v128.load(src, 32),
+    v128.load(src, 160),
+    v128.load(src, 96),
+    v128.load(src, 224),
+    v128.load(src, 16),
+    v128.load(src, 144),
+    v128.load(src, 80),
+    v128.load(src, 208),
+    v128.load(src, 48),
+    v128.load(src, 176),
+    v128.load(src, 112),
+    v128.load(src, 240),
+    dst,
+  );
+}
+
+/** The transpose, given rows 0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15 as v0..v15. */
+@inline function transposeCore(
+  v0: v128,
+  v1: v128,
+  v2: v128,
+  v3: v128,
+  v4: v128,
+  v5: v128,
+  v6: v128,
+  v7: v128,
+  v8: v128,
+  v9: v128,
+  v10: v128,
+  v11: v128,
+  v12: v128,
+  v13: v128,
+  v14: v128,
+  v15: v128,
+  dst: usize,
+): void {
   const s0_0 = i8x16.shuffle(v0, v8, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const s0_1 = i8x16.shuffle(v0, v8, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const s0_2 = i8x16.shuffle(v1, v9, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
