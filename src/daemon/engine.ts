@@ -6,22 +6,29 @@
 //           state update. A record in state 'creating' is never acknowledged, so reconcile removes it.
 //   remove: state 'removing' -> kernel objects -> records deleted -> addresses released (an
 //           address whose owner record is gone is swept on start).
-// Every mutation runs through one serialised queue (`serial`): one host's daemon changes its
-// kernel state one request at a time, which keeps "first endpoint builds the sandbox, last one
-// removes it" free of races. Cross-host safety comes from the store's transactions.
+// Mutations of different containers run at the same time (locks.ts): one per container, the
+// network's sandbox and the gateway bridge shared while endpoints are plumbed into them and
+// exclusive to remove them (after re-checking under the lock that nothing of this host uses them),
+// the first endpoint's build of a sandbox shared by the concurrent ones (plumbing.ts), reconcile
+// and shutdown exclusive over everything (`serial`). Cross-host safety comes from the store's
+// transactions: addresses, names and the network's state are compares in the create's one
+// transaction, so concurrency inside a daemon adds no new way to collide.
+// A `run` costs 3 store transactions and 1 read (the network and its subnet are read once and
+// then trusted until a compare fails; the addresses this daemon handed out are remembered).
 
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { espOverhead } from '../crypto/esp.js';
-import { VxError } from '../errors.js';
+import { isVxError, VxError } from '../errors.js';
 import { overlaps, parseCidr } from '../ipam/cidr.js';
 import { Ipam } from '../ipam/pool.js';
 import { VniAllocator } from '../ipam/vni.js';
 import { checkMtu } from '../kernel/link.js';
 import { deleteNetns, listNetns, netnsExists, netnsPids } from '../kernel/netns.js';
 import { type Plan, type Store, transact } from '../store/store.js';
+import { Locks } from './locks.js';
 import { GATEWAY_SUBNET, gatewayHostIf, Plumbing } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
 import { isAlive, killProcess, spawnInContainer } from './procs.js';
@@ -99,6 +106,21 @@ export function checkName(name: unknown, what: string): string {
   return name;
 }
 
+/** Phase timer for the logs: t('phase') records ms since the previous mark; t.done() the record. */
+function phases(): ((name: string) => void) & { done(): Record<string, number> } {
+  const out: Record<string, number> = {};
+  let last = performance.now();
+  const t0 = last;
+  const mark = (name: string) => {
+    const now = performance.now();
+    out[name] = Math.round(now - last);
+    last = now;
+  };
+  return Object.assign(mark, {
+    done: () => ({ ...out, total: Math.round(performance.now() - t0) }),
+  });
+}
+
 const newId = () => randomBytes(32).toString('hex');
 
 /** Crash-test hook: VXNET_CRASH_AT=<point> makes the daemon kill -9 itself there. */
@@ -125,7 +147,11 @@ export class Engine {
   /** Told before a container's command starts, and before it is removed (names.ts: its DNS). */
   beforeStart?: (ct: ContainerRecord) => Promise<void>;
   beforeRemove?: (ct: ContainerRecord) => Promise<void>;
-  private queue: Promise<unknown> = Promise.resolve();
+  readonly locks = new Locks();
+  /** Networks by name with the modRevision they were read at: trusted until a compare fails. */
+  private readonly netRevs = new Map<string, { net: NetworkRecord; modRevision: number }>();
+  /** Running containers adopted at start (no exit event from them): polled for liveness. */
+  private readonly adopted = new Map<string, ContainerRecord>();
   private stopped = false;
   private readonly waiters = new Map<string, Set<(code: number | null) => void>>();
 
@@ -148,11 +174,14 @@ export class Engine {
     this.plumbing = new Plumbing({ hostId: o.hostId, ports: o.ports, hostNetns: o.hostNetns });
   }
 
-  /** Runs `fn` after every mutation queued before it. */
+  /** Runs `fn` alone: after every mutation started before it, before any started after it. */
   serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.locks.with('engine', true, fn);
+  }
+
+  /** Runs a mutation holding the containers' locks (`ct:<name>` keys), next to other mutations. */
+  private op<T>(keys: string[], fn: () => Promise<T>): Promise<T> {
+    return this.locks.with('engine', false, () => this.locks.withAll(keys, fn));
   }
 
   /** Resolves once every queued mutation has finished; later exits are left to the next start. */
@@ -172,10 +201,23 @@ export class Engine {
 
   async listNetworks(): Promise<NetworkRecord[]> {
     const { kvs } = await this.store.list(NETWORKS);
-    this.knownNetworks = kvs
-      .map((kv) => JSON.parse(kv.value) as NetworkRecord)
+    this.netRevs.clear();
+    for (const kv of kvs) {
+      const net = JSON.parse(kv.value) as NetworkRecord;
+      this.netRevs.set(net.name, { net, modRevision: kv.modRevision });
+    }
+    this.knownNetworks = [...this.netRevs.values()]
+      .map((x) => x.net)
       .sort((a, b) => a.name.localeCompare(b.name));
     return this.knownNetworks;
+  }
+
+  /** findNetwork, answered from the last listing when it knows the name (the create's compare checks it). */
+  private async networkRev(ref: string): Promise<{ net: NetworkRecord; modRevision: number }> {
+    const known = this.netRevs.get(ref);
+    if (known && known.net.state === 'active') return known;
+    const net = await this.findNetwork(ref);
+    return this.netRevs.get(net.name) ?? { net, modRevision: 0 };
   }
 
   /** By name, full id, or unique id prefix (as docker). */
@@ -206,7 +248,7 @@ export class Engine {
       );
     }
     const id = newId();
-    return this.serial(() =>
+    return this.op([], () =>
       transact(
         this.store,
         async () => {
@@ -262,7 +304,7 @@ export class Engine {
 
   /** Refused while any host has an endpoint on it (ERR_NETWORK_IN_USE). */
   removeNetwork(ref: string): Promise<void> {
-    return this.serial(async () => {
+    return this.op([], async () => {
       const net = await this.findNetwork(ref);
       const key = networkKey(net.name);
       const kv = await this.store.get(key);
@@ -282,6 +324,7 @@ export class Engine {
         throw new VxError('ERR_NETWORK_IN_USE', `network "${net.name}" has active endpoints (${names})`);
       }
       crashPoint('network-rm:marked');
+      this.netRevs.delete(net.name);
       await this.finishNetworkRemoval(net);
       this.log.info({ network: net.name, id: net.id }, 'network removed');
     });
@@ -289,7 +332,9 @@ export class Engine {
 
   /** Releases a network marked 'deleting' with no endpoints; can run again after a crash. */
   async finishNetworkRemoval(net: NetworkRecord): Promise<void> {
-    await this.plumbing.removeSandbox(this.plumbing.portRef(net));
+    await this.locks.with(`net:${net.id}`, true, () =>
+      this.plumbing.removeSandbox(this.plumbing.portRef(net)),
+    );
     await this.ipam.releaseSubnet(net.subnet);
     await this.store.txn({
       compare: [{ key: `${VNI_PREFIX}${net.vni}`, value: net.id }],
@@ -342,8 +387,10 @@ export class Engine {
     checkName(spec.name, 'container name');
     checkCmd(spec.cmd);
     const aliases = checkAliases(spec.aliases);
-    return this.serial(async () => {
-      const net = await this.findNetwork(spec.network);
+    const t = phases();
+    return this.op([`ct:${spec.name}`], async () => {
+      t('lock');
+      const net = await this.networkRev(spec.network);
       const id = newId();
       const ct: ContainerRecord = {
         id,
@@ -356,35 +403,90 @@ export class Engine {
         created: new Date().toISOString(),
         endpoints: {},
       };
-      const { ct: made } = await this.join(ct, { isNew: true, net, ip: spec.ip, aliases, ifname: 'eth0' });
+      const joined = await this.join(ct, { isNew: true, net, ip: spec.ip, aliases, ifname: 'eth0' });
+      const { ct: made, ep } = joined;
+      const mtu = this.mtuOf(joined.net);
+      t('join');
       crashPoint('run:recorded');
       await this.plumbOrUndo(made, async () => {
         // plumbNew's batch brings lo up.
         await this.plumbing.ensureContainerNetns(made, { loopbackUp: false });
+        t('netns');
         crashPoint('run:netns');
-        const [ep] = await this.containerEndpoints(made);
         let fast = false;
         try {
           // Only a sandbox built now needs its remote table sent (peers.ts): re-sending it on every
           // endpoint would re-read and diff the whole FDB for each `run`.
-          if (await this.plumbing.plumbNew(made, ep!, net, this.mtuOf(net))) this.onSandbox?.(net.id);
+          const built = await this.shared(joined.net.id, !!made.gateway, () =>
+            this.plumbing.plumbNew(made, ep, joined.net, mtu),
+          );
+          if (built) this.onSandbox?.(joined.net.id);
           fast = true;
         } catch (e) {
           this.log.warn({ err: e, container: made.name }, 'batched plumbing failed; ensuring step by step');
         }
         if (!fast) await this.plumbContainer(made);
+        t('plumb');
         crashPoint('run:plumbed');
       });
-      const created = await this.updateContainer(made.name, (c) => ({ ...c, state: 'created' }));
-      this.log.info({ container: created.name, id: created.id, network: net.name }, 'container created');
+      const created = await this.updateContainer(made.name, (c) => ({ ...c, state: 'created' }), {
+        ct: made,
+        modRevision: joined.revision,
+      });
+      t('update');
+      this.log.info(
+        { container: created.name, id: created.id, network: joined.net.name },
+        'container created',
+      );
+      this.log.debug({ container: created.name, ms: t.done() }, 'create timing');
       return created;
+    });
+  }
+
+  /** Runs kernel work on a network's sandbox (and the gateway bridge) holding them shared. */
+  private shared<T>(networkId: string, gateway: boolean, fn: () => Promise<T>): Promise<T> {
+    return this.locks.with(`net:${networkId}`, false, () =>
+      gateway ? this.locks.with('gw', false, fn) : fn(),
+    );
+  }
+
+  /**
+   * Runs `fn` on this host's container `ref` (name, id or id prefix) holding its lock, with the
+   * record as read under the lock and its modRevision.
+   */
+  private async withContainer<T>(
+    ref: string,
+    fn: (ct: ContainerRecord, modRevision: number) => Promise<T>,
+  ): Promise<T> {
+    const own = (ct: ContainerRecord) => {
+      if (ct.host !== this.hostId)
+        throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${ref}" is on another host (${ct.host})`);
+      return ct;
+    };
+    if (typeof ref === 'string' && NAME.test(ref)) {
+      // Most calls name the container: lock the name, read it once.
+      const r = await this.op([`ct:${ref}`], async () => {
+        const kv = await this.store.get(containerKey(ref));
+        if (!kv) return undefined;
+        return { v: await fn(own(JSON.parse(kv.value) as ContainerRecord), kv.modRevision) };
+      });
+      if (r) return r.v;
+    }
+    const found = await this.findContainer(ref);
+    return this.op([`ct:${found.name}`], async () => {
+      const kv = await this.store.get(containerKey(found.name));
+      const ct = kv && (JSON.parse(kv.value) as ContainerRecord);
+      if (!ct || ct.id !== found.id)
+        throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${ref}" not found`);
+      return fn(own(ct), kv!.modRevision);
     });
   }
 
   /** `run` part two: starts the command inside the container's namespace. */
   startContainer(ref: string): Promise<ContainerRecord> {
-    return this.serial(async () => {
-      const ct = await this.findContainer(ref);
+    const t = phases();
+    return this.withContainer(ref, async (ct, modRevision) => {
+      t('find');
       if (ct.state === 'running') return ct;
       if (ct.external || ct.cmd.length === 0)
         throw new VxError(
@@ -392,17 +494,19 @@ export class Engine {
           `container "${ct.name}" has no command (attached namespace)`,
         );
       await this.beforeStart?.(ct);
+      t('dns');
       const p = await spawnInContainer({ netns: ct.netns, cmd: ct.cmd, logFile: this.logFile(ct) });
+      t('spawn');
       crashPoint('run:spawned');
-      const running = await this.updateContainer(ct.name, (c) => ({
-        ...c,
-        state: 'running',
-        pid: p.pid,
-        pidStart: p.start,
-        exitCode: undefined,
-      }));
+      const running = await this.updateContainer(
+        ct.name,
+        (c) => ({ ...c, state: 'running', pid: p.pid, pidStart: p.start, exitCode: undefined }),
+        { ct, modRevision },
+      );
+      t('update');
       p.exited.then((code) => this.onExit(running, code));
       this.log.info({ container: ct.name, pid: p.pid, cmd: ct.cmd }, 'container started');
+      this.log.debug({ container: ct.name, ms: t.done() }, 'start timing');
       return running;
     });
   }
@@ -445,13 +549,15 @@ export class Engine {
 
   /** Records an exit (from the child's exit event, or the liveness poll for adopted processes). */
   onExit(ct: ContainerRecord, code: number | null): Promise<void> {
-    return this.serial(async () => {
+    return this.op([`ct:${ct.name}`], async () => {
       // After shutdown the store is closed; the next start's reconcile records the exit.
       if (this.stopped) return;
+      this.adopted.delete(ct.name);
       const kv = await this.store.get(containerKey(ct.name));
       const cur = kv && (JSON.parse(kv.value) as ContainerRecord);
       if (cur && cur.id === ct.id && cur.state === 'running' && cur.pid === ct.pid) {
-        await this.updateContainer(ct.name, (c) => ({ ...c, state: 'exited', exitCode: code }));
+        const exited = (c: ContainerRecord) => ({ ...c, state: 'exited' as const, exitCode: code });
+        await this.updateContainer(ct.name, exited, { ct: cur, modRevision: kv!.modRevision });
         this.log.info({ container: ct.name, exitCode: code }, 'container exited');
       }
       for (const w of this.waiters.get(ct.id) ?? []) w(code);
@@ -461,17 +567,22 @@ export class Engine {
 
   /** Adopted running containers whose process is gone become 'exited' (exit code unknown). */
   async pollAdopted(): Promise<void> {
-    for (const ct of await this.listContainers()) {
-      if (ct.state === 'running' && ct.pid !== undefined && !isAlive(ct.pid, ct.pidStart ?? 0, ct.netns))
-        await this.onExit(ct, null);
+    for (const ct of [...this.adopted.values()]) {
+      if (ct.pid !== undefined && !isAlive(ct.pid, ct.pidStart ?? 0, ct.netns)) await this.onExit(ct, null);
     }
+  }
+
+  /** Watches a running container whose process this daemon did not start (reconcile adopted it). */
+  adopt(ct: ContainerRecord): void {
+    if (ct.state === 'running' && ct.pid !== undefined) this.adopted.set(ct.name, ct);
   }
 
   /** `attach` / `network connect`: a container (or a namespace made elsewhere) joins a network. */
   connect(spec: ConnectSpec): Promise<EndpointRecord> {
     const aliases = checkAliases(spec.aliases);
-    return this.serial(async () => {
-      const net = await this.findNetwork(spec.network);
+    return this.op([`ct:${checkName(spec.container, 'container name')}`], async () => {
+      const netRev = await this.networkRev(spec.network);
+      const net = netRev.net;
       let ct: ContainerRecord;
       let isNew = false;
       const kv = await this.store.get(containerKey(checkName(spec.container, 'container name')));
@@ -509,9 +620,14 @@ export class Engine {
       }
       const taken = await this.plumbing.linkNames(ct.netns);
       const ifname = freeIfname(taken, ct.external ? [] : ['eth1']);
-      const { ct: joined, ep } = await this.join(ct, { isNew, net, ip: spec.ip, aliases, ifname, taken });
+      const j = await this.join(ct, { isNew, net: netRev, ip: spec.ip, aliases, ifname, taken });
+      const { ct: joined, ep } = j;
       await this.plumbOrUndo(joined, () => this.plumbContainer(joined), isNew ? undefined : ep);
-      if (isNew) await this.updateContainer(joined.name, (c) => ({ ...c, state: 'created' }));
+      if (isNew)
+        await this.updateContainer(joined.name, (c) => ({ ...c, state: 'created' }), {
+          ct: joined,
+          modRevision: j.revision,
+        });
       this.log.info({ container: joined.name, network: net.name, ip: ep.ip }, 'endpoint attached');
       return ep;
     });
@@ -519,9 +635,8 @@ export class Engine {
 
   /** `detach` / `network disconnect`. A namespace made elsewhere is forgotten with its last network. */
   disconnect(spec: { network: string; container: string }): Promise<void> {
-    return this.serial(async () => {
+    return this.withContainer(spec.container, async (ct) => {
       const net = await this.findNetwork(spec.network);
-      const ct = await this.findContainer(spec.container);
       const epId = ct.endpoints[net.id];
       if (!epId)
         throw new VxError('ERR_ENDPOINT_NOT_FOUND', `container "${ct.name}" is not on network "${net.name}"`);
@@ -547,15 +662,14 @@ export class Engine {
         await this.plumbing.removeGatewayLink(ct);
         await this.gwIpam.releaseIp(GATEWAY_SUBNET, ct.gateway.ip);
       }
-      await this.collect();
+      await this.collect({ networks: [net.id], gateway: !!ct.gateway && !needsGw });
       this.log.info({ container: ct.name, network: net.name }, 'endpoint detached');
     });
   }
 
   /** `rm`: refused while running unless `force`. */
   removeContainer(ref: string, options: { force?: boolean } = {}): Promise<void> {
-    return this.serial(async () => {
-      const ct = await this.findContainer(ref);
+    return this.withContainer(ref, async (ct) => {
       if (
         ct.state === 'running' &&
         !options.force &&
@@ -599,10 +713,16 @@ export class Engine {
       ops.push({ type: 'delete', key: cur.key });
     if (ops.length > 0) await this.store.txn({ compare: [], success: ops });
     rmSync(this.logFile(ct), { force: true });
-    for (const ep of eps) await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
-    if (ct.gateway)
+    this.adopted.delete(ct.name);
+    for (const ep of eps) {
+      await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
+      this.ipam.forgetIp(ep.subnet, ep.ip);
+    }
+    if (ct.gateway) {
       await this.releaseIfOwner(`${hostPrefix(this.hostId)}gw/`, GATEWAY_SUBNET, ct.gateway.ip, ct.id);
-    await this.collect();
+      this.gwIpam.forgetIp(GATEWAY_SUBNET, ct.gateway.ip);
+    }
+    await this.collect({ networks: Object.keys(ct.endpoints), gateway: !!ct.gateway });
   }
 
   /** Frees an address only while `owner` holds it (Ipam's documented key layout). */
@@ -611,16 +731,42 @@ export class Engine {
     await this.store.txn({ compare: [{ key, value: owner }], success: [{ type: 'delete', key }] });
   }
 
-  /** Removes sandboxes of networks with no local endpoint, and the gateway bridge when unused. */
-  async collect(): Promise<void> {
-    const local = await this.listContainers();
-    const inUse = new Set(local.flatMap((c) => Object.keys(c.endpoints)));
-    const namespaces = new Set(await listNetns());
-    for (const net of await this.listNetworks()) {
-      const ref = this.plumbing.portRef(net);
-      if (!inUse.has(net.id) && namespaces.has(ref.sandbox)) await this.plumbing.removeSandbox(ref);
+  /**
+   * Removes sandboxes of networks with no endpoint of this host, and the gateway bridge when no
+   * container of this host has eth1: of every network (reconcile), or only of `networks` and the
+   * bridge when `gateway` (a container just left them). Each is re-checked holding its lock
+   * exclusively: a concurrent create records its endpoint (and eth1's address) before it takes
+   * the lock shared to plumb, so it is either seen here or finds the sandbox gone and rebuilds it.
+   */
+  async collect(only?: { networks: string[]; gateway: boolean }): Promise<void> {
+    if (!only) {
+      const local = await this.listContainers();
+      const inUse = new Set(local.flatMap((c) => Object.keys(c.endpoints)));
+      const namespaces = new Set(await listNetns());
+      for (const net of await this.listNetworks()) {
+        const ref = this.plumbing.portRef(net);
+        if (!inUse.has(net.id) && namespaces.has(ref.sandbox))
+          await this.locks.with(`net:${net.id}`, true, () => this.plumbing.removeSandbox(ref));
+      }
+      if (!local.some((c) => c.gateway))
+        await this.locks.with('gw', true, () => this.plumbing.removeGateway());
+      return;
     }
-    if (!local.some((c) => c.gateway)) await this.plumbing.removeGateway();
+    for (const id of only.networks) {
+      const net =
+        this.knownNetworks.find((n) => n.id === id) ?? (await this.listNetworks()).find((n) => n.id === id);
+      if (!net) continue; // Removed meanwhile: its removal took the sandbox.
+      const ref = this.plumbing.portRef(net);
+      await this.locks.with(`net:${id}`, true, async () => {
+        if (!netnsExists(ref.sandbox)) return;
+        const eps = await this.endpointsOf(id);
+        if (!eps.some((e) => e.host === this.hostId)) await this.plumbing.removeSandbox(ref);
+      });
+    }
+    if (only.gateway)
+      await this.locks.with('gw', true, async () => {
+        if ((await this.gwIpam.listIps(GATEWAY_SUBNET)).length === 0) await this.plumbing.removeGateway();
+      });
   }
 
   /** The container's kernel objects, from its records (idempotent). */
@@ -630,10 +776,10 @@ export class Engine {
     for (const ep of await this.containerEndpoints(ct)) {
       const net = nets.find((n) => n.id === ep.networkId);
       if (!net) throw new VxError('ERR_NETWORK_NOT_FOUND', `network ${ep.network} of "${ct.name}" is gone`);
-      await this.plumbing.ensureEndpoint(ct, ep, net, this.mtuOf(net));
+      await this.shared(net.id, false, () => this.plumbing.ensureEndpoint(ct, ep, net, this.mtuOf(net)));
       this.onSandbox?.(net.id);
     }
-    await this.plumbing.ensureGatewayLink(ct);
+    if (ct.gateway) await this.locks.with('gw', false, () => this.plumbing.ensureGatewayLink(ct));
   }
 
   /** Runs plumbing; on failure undoes the container (new) or the one endpoint (existing), then rethrows. */
@@ -656,7 +802,8 @@ export class Engine {
             ],
           });
           await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
-          await this.collect();
+          this.ipam.forgetIp(ep.subnet, ep.ip);
+          await this.collect({ networks: [ep.networkId], gateway: false });
         } else await this.teardown(ct);
       } catch (undo) {
         this.log.error({ err: undo, container: ct.name }, 'undo failed; reconcile will finish it');
@@ -675,94 +822,150 @@ export class Engine {
    * with the endpoint), and eth1's gateway address when the container gets its first
    * non-internal network. Validation (--ip, names) fails before anything is written.
    */
-  private join(
+  private async join(
     ct: ContainerRecord,
     o: {
       isNew: boolean;
-      net: NetworkRecord;
+      net: { net: NetworkRecord; modRevision: number };
       ip?: string;
       aliases: string[];
       ifname: string;
       taken?: Set<string>;
     },
-  ): Promise<{ ct: ContainerRecord; ep: EndpointRecord }> {
+  ): Promise<{ ct: ContainerRecord; ep: EndpointRecord; net: NetworkRecord; revision: number }> {
     const epId = newId();
     const ckey = containerKey(ct.name);
-    const nkey = networkKey(o.net.name);
-    return transact(
-      this.store,
-      async () => {
+    const name = o.net.net.name;
+    const nkey = networkKey(name);
+    let known: { net: NetworkRecord; modRevision: number } | undefined =
+      o.net.modRevision > 0 ? o.net : undefined;
+    for (let attempt = 0; attempt < 64; attempt++) {
+      // The first try trusts what this daemon knows (the network as last read, the subnet's
+      // addresses it has seen, a new name free); the compares check all of it. A lost race
+      // re-reads everything.
+      let net: NetworkRecord;
+      let netRev: number;
+      if (known) {
+        ({ net, modRevision: netRev } = known);
+        known = undefined;
+      } else {
         const netKv = await this.store.get(nkey);
         const cur = netKv && (JSON.parse(netKv.value) as NetworkRecord);
-        if (!cur || cur.id !== o.net.id || cur.state !== 'active')
-          throw new VxError('ERR_NETWORK_NOT_FOUND', `network "${o.net.name}" not found (being removed?)`);
+        if (!cur || cur.id !== o.net.net.id || cur.state !== 'active') {
+          if (this.netRevs.get(name)?.net.id === o.net.net.id) this.netRevs.delete(name);
+          throw new VxError('ERR_NETWORK_NOT_FOUND', `network "${name}" not found (being removed?)`);
+        }
+        this.netRevs.set(name, { net: cur, modRevision: netKv!.modRevision });
+        net = cur;
+        netRev = netKv!.modRevision;
+      }
+      let base = ct;
+      let ctRev = 0;
+      if (!o.isNew || attempt > 0) {
         const ctKv = await this.store.get(ckey);
         if (o.isNew && ctKv)
           throw new VxError('ERR_NAME_IN_USE', `container name "${ct.name}" is already in use`);
-        const base = o.isNew ? ct : (JSON.parse(ctKv!.value) as ContainerRecord);
-        const ipPlan = await this.ipam.planIp(o.net.subnet, { owner: epId, ip: o.ip });
-        let gwPlan: Plan<{ ip: string; address: string }> | undefined;
-        if (!o.net.internal && !base.gateway)
-          gwPlan = await this.gwIpam.planIp(GATEWAY_SUBNET, { owner: base.id });
-        const ep: EndpointRecord = {
-          id: epId,
-          networkId: o.net.id,
-          network: o.net.name,
-          containerId: base.id,
-          container: base.name,
-          host: this.hostId,
-          subnet: o.net.subnet,
-          ip: ipPlan.value.ip,
-          address: ipPlan.value.address,
-          mac: ipPlan.value.mac,
-          ifname: o.ifname,
-          aliases: o.aliases,
-        };
-        if (this.advertise !== undefined) ep.vtep = this.advertise;
-        const next: ContainerRecord = { ...base, endpoints: { ...base.endpoints, [o.net.id]: epId } };
-        if (gwPlan) {
-          const ifname = base.external ? freeIfname(new Set([...(o.taken ?? []), o.ifname]), []) : 'eth1';
-          next.gateway = {
-            ifname,
-            ip: gwPlan.value.ip,
-            address: gwPlan.value.address,
-            hostIf: gatewayHostIf(base.id),
-          };
+        if (!o.isNew) {
+          if (!ctKv) throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${ct.name}" not found`);
+          base = JSON.parse(ctKv.value) as ContainerRecord;
+          ctRev = ctKv.modRevision;
         }
-        return {
-          value: { ct: next, ep },
-          compare: [
-            { key: nkey, modRevision: netKv!.modRevision },
-            o.isNew ? { key: ckey, absent: true as const } : { key: ckey, modRevision: ctKv!.modRevision },
-            ...ipPlan.compare,
-            ...(gwPlan?.compare ?? []),
-          ],
-          success: [
-            { type: 'put' as const, key: ckey, value: JSON.stringify(next) },
-            { type: 'put' as const, key: endpointKey(o.net.id, epId), value: JSON.stringify(ep) },
-            ...ipPlan.success,
-            ...(gwPlan?.success ?? []),
-          ],
+      }
+      const stale = attempt > 0;
+      let ipPlan: Plan<{ ip: string; address: string; mac: string }>;
+      try {
+        ipPlan =
+          o.ip === undefined
+            ? await this.ipam.planIpCached(net.subnet, { owner: epId, stale })
+            : await this.ipam.planIp(net.subnet, { owner: epId, ip: o.ip });
+      } catch (e) {
+        // The network trusted from the last listing was removed meanwhile: read it (not found).
+        if (attempt === 0 && isVxError(e, 'ERR_SUBNET_NOT_FOUND')) continue;
+        throw e;
+      }
+      let gwPlan: Plan<{ ip: string; address: string }> | undefined;
+      if (!net.internal && !base.gateway)
+        gwPlan = await this.gwIpam.planIpCached(GATEWAY_SUBNET, { owner: base.id, stale });
+      const ep: EndpointRecord = {
+        id: epId,
+        networkId: net.id,
+        network: net.name,
+        containerId: base.id,
+        container: base.name,
+        host: this.hostId,
+        subnet: net.subnet,
+        ip: ipPlan.value.ip,
+        address: ipPlan.value.address,
+        mac: ipPlan.value.mac,
+        ifname: o.ifname,
+        aliases: o.aliases,
+      };
+      if (this.advertise !== undefined) ep.vtep = this.advertise;
+      const next: ContainerRecord = { ...base, endpoints: { ...base.endpoints, [net.id]: epId } };
+      if (gwPlan) {
+        const ifname = base.external ? freeIfname(new Set([...(o.taken ?? []), o.ifname]), []) : 'eth1';
+        next.gateway = {
+          ifname,
+          ip: gwPlan.value.ip,
+          address: gwPlan.value.address,
+          hostIf: gatewayHostIf(base.id),
         };
-      },
-      { what: `attach "${ct.name}" to "${o.net.name}"` },
+      }
+      const r = await this.store.txn({
+        compare: [
+          { key: nkey, modRevision: netRev },
+          o.isNew ? { key: ckey, absent: true as const } : { key: ckey, modRevision: ctRev },
+          ...ipPlan.compare,
+          ...(gwPlan?.compare ?? []),
+        ],
+        success: [
+          { type: 'put' as const, key: ckey, value: JSON.stringify(next) },
+          { type: 'put' as const, key: endpointKey(net.id, epId), value: JSON.stringify(ep) },
+          ...ipPlan.success,
+          ...(gwPlan?.success ?? []),
+        ],
+      });
+      if (r.succeeded) return { ct: next, ep, net, revision: r.revision };
+      this.ipam.forgetIp(net.subnet, ep.ip);
+      if (gwPlan) this.gwIpam.forgetIp(GATEWAY_SUBNET, gwPlan.value.ip);
+    }
+    throw new VxError(
+      'ERR_STORE_CONFLICT',
+      `attach "${ct.name}" to "${name}": gave up after 64 conflicting transactions`,
     );
   }
 
+  /**
+   * Changes a container's record by compare-and-swap. `known`: the record as the caller read (or
+   * wrote) it last and its modRevision, to skip the read; a lost race re-reads.
+   */
   async updateContainer(
     name: string,
     change: (c: ContainerRecord) => ContainerRecord,
+    known?: { ct: ContainerRecord; modRevision: number },
   ): Promise<ContainerRecord> {
+    const key = containerKey(name);
+    let first = known;
     return transact(
       this.store,
       async () => {
-        const kv = await this.store.get(containerKey(name));
-        if (!kv) throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${name}" not found`);
-        const next = change(JSON.parse(kv.value) as ContainerRecord);
+        let cur: ContainerRecord;
+        let rev: number;
+        if (first) {
+          cur = first.ct;
+          rev = first.modRevision;
+          first = undefined;
+        } else {
+          const kv = await this.store.get(key);
+          if (!kv) throw new VxError('ERR_CONTAINER_NOT_FOUND', `container "${name}" not found`);
+          cur = JSON.parse(kv.value) as ContainerRecord;
+          rev = kv.modRevision;
+        }
+        const next = change(cur);
         return {
           value: next,
-          compare: [{ key: kv.key, modRevision: kv.modRevision }],
-          success: [{ type: 'put' as const, key: kv.key, value: JSON.stringify(next) }],
+          compare: [{ key, modRevision: rev }],
+          success: [{ type: 'put' as const, key, value: JSON.stringify(next) }],
         };
       },
       { what: `update container "${name}"` },

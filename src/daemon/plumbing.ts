@@ -75,17 +75,41 @@ export class Plumbing {
    * cost. Forgotten when removed; a restart re-checks everything (reconcile).
    */
   private readonly ready = new Set<string>();
+  /**
+   * Builds in progress, by sandbox name (or GATEWAY_BRIDGE): endpoints plumbed at the same time
+   * (the engine runs them concurrently) wait for the one build instead of racing it.
+   */
+  private readonly building = new Map<string, Promise<boolean>>();
 
-  /** True when it (re)built the sandbox, false when it was already ensured since start. */
+  private once(key: string, build: () => Promise<void>): Promise<boolean> {
+    const running = this.building.get(key);
+    if (running) return running.then(() => false);
+    const p = build().then(() => {
+      this.ready.add(key);
+      return true;
+    });
+    this.building.set(key, p);
+    const done = () => {
+      if (this.building.get(key) === p) this.building.delete(key);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  /**
+   * True when it (re)built the sandbox, false when it was already ensured since start (or by a
+   * concurrent call). Removal (removeSandbox) must not run meanwhile: the engine's network lock.
+   */
   async ensureSandbox(net: NetworkRecord, mtu: number): Promise<boolean> {
     const sandbox = this.sandboxName(net.id);
-    if (this.ready.has(sandbox) && netnsExists(sandbox)) return false;
-    await ensureNetns(sandbox);
-    await ensureBridge(BRIDGE, { netns: sandbox, mtu });
-    await addAddr(BRIDGE, `${net.gateway}/${net.subnet.split('/')[1]}`, { netns: sandbox });
-    await this.ports.ensure({ ...this.portRef(net), bridge: BRIDGE, mtu, encrypted: net.encrypted });
-    this.ready.add(sandbox);
-    return true;
+    if (this.ready.has(sandbox) && !this.building.has(sandbox) && netnsExists(sandbox)) return false;
+    this.ready.delete(sandbox);
+    return this.once(sandbox, async () => {
+      await ensureNetns(sandbox);
+      await ensureBridge(BRIDGE, { netns: sandbox, mtu });
+      await addAddr(BRIDGE, `${net.gateway}/${net.subnet.split('/')[1]}`, { netns: sandbox });
+      await this.ports.ensure({ ...this.portRef(net), bridge: BRIDGE, mtu, encrypted: net.encrypted });
+    });
   }
 
   async removeSandbox(ref: PortRef): Promise<void> {
@@ -180,11 +204,12 @@ export class Plumbing {
   }
 
   async ensureGateway(): Promise<void> {
-    if (this.ready.has(GATEWAY_BRIDGE)) return;
-    await ensureBridge(GATEWAY_BRIDGE, this.host);
-    await addAddr(GATEWAY_BRIDGE, `${GATEWAY_IP}/16`, this.host);
-    await ensureGatewayNat(this.host);
-    this.ready.add(GATEWAY_BRIDGE);
+    if (this.ready.has(GATEWAY_BRIDGE) && !this.building.has(GATEWAY_BRIDGE)) return;
+    await this.once(GATEWAY_BRIDGE, async () => {
+      await ensureBridge(GATEWAY_BRIDGE, this.host);
+      await addAddr(GATEWAY_BRIDGE, `${GATEWAY_IP}/16`, this.host);
+      await ensureGatewayNat(this.host);
+    });
   }
 
   async removeGateway(): Promise<void> {

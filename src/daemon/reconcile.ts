@@ -93,7 +93,11 @@ async function reconcileContainer(
   if (ct.state === 'running' && !(ct.pid !== undefined && isAlive(ct.pid, ct.pidStart ?? 0, ct.netns))) {
     await engine.updateContainer(ct.name, (c) => ({ ...c, state: 'exited', exitCode: null }));
     report.exited.push(ct.name);
-  } else report.adopted.push(ct.name);
+  } else {
+    // Its exit is seen by polling: this daemon is not its parent.
+    engine.adopt(ct);
+    report.adopted.push(ct.name);
+  }
 }
 
 async function removeUnknownNamespaces(engine: Engine, report: ReconcileReport): Promise<void> {

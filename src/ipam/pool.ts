@@ -131,6 +131,7 @@ export class Ipam {
   /** Frees a subnet and every address in it. Can run twice. */
   async releaseSubnet(subnet: string): Promise<void> {
     const id = subnetId(parseCidr(subnet));
+    this.views.delete(subnet);
     await this.store.txn({
       compare: [],
       success: [
@@ -175,10 +176,67 @@ export class Ipam {
     };
   }
 
+  /**
+   * planIp for a dynamic address from what this Ipam last read of the subnet, without reading the
+   * store: for a daemon making many endpoints at once. The address is reserved here at once, so
+   * concurrent plans of this process never pick the same one; the plan's compares (subnet
+   * unchanged, address absent) still decide. After a lost race call again with `stale: true`: the
+   * subnet is re-read, and from then on free addresses are picked from a random point instead of
+   * the lowest (other hosts allocate in this subnet too, and would take the same lowest ones).
+   * The view is also re-read when it is older than 10 s or shows the subnet full.
+   */
+  async planIpCached(subnet: string, options: { owner: string; stale?: boolean }): Promise<Plan<IpLease>> {
+    checkOwner(options?.owner);
+    const now = Date.now();
+    let v = this.views.get(subnet);
+    const reread = async () => {
+      const s = await this.subnetFor(subnet);
+      const contended = options.stale === true || v?.contended === true;
+      v = { s, used: await this.usedIps(s), at: now, contended };
+      this.views.set(subnet, v);
+      return v;
+    };
+    if (!v || options.stale || now - v.at > 10_000) v = await reread();
+    let ip = this.pick(v);
+    if (ip === undefined && v.at !== now) ip = this.pick(await reread());
+    if (ip === undefined) full(v.s.info);
+    v.used.add(ip);
+    const key = `${v.s.ipPrefix}${formatIp(ip)}`;
+    return {
+      value: lease(v.s.cidr, ip),
+      compare: [v.s.guard, { key, absent: true }],
+      success: [{ type: 'put', key, value: options.owner }],
+    };
+  }
+
+  /** Tells planIpCached that an address was freed (by a transaction it did not make itself). */
+  forgetIp(subnet: string, ip: string): void {
+    this.views.get(subnet)?.used.delete(parseIp(ip));
+  }
+
+  private readonly views = new Map<
+    string,
+    { s: SubnetRef; used: Set<number>; at: number; contended: boolean }
+  >();
+
+  private pick(v: { s: SubnetRef; used: Set<number>; contended: boolean }): number | undefined {
+    if (!v.contended) return this.freeIps(v.s, v.used).next().value;
+    const range = v.s.info.ipRange ? parseCidr(v.s.info.ipRange) : v.s.cidr;
+    const gateway = parseIp(v.s.info.gateway);
+    const size = lastIp(range) - range.network + 1;
+    const start = Math.floor(Math.random() * size);
+    for (let i = 0; i < size; i++) {
+      const ip = range.network + ((start + i) % size);
+      if (!v.used.has(ip) && !isReserved(v.s.cidr, gateway, ip)) return ip;
+    }
+    return undefined;
+  }
+
   /** Frees an address. Can run twice. */
   async releaseIp(subnet: string, ip: string): Promise<void> {
     const id = subnetId(parseCidr(subnet));
     await this.store.delete(`${this.prefix}ips/${id}/${formatIp(parseIp(ip))}`);
+    this.forgetIp(subnet, ip);
   }
 
   async listIps(subnet: string): Promise<{ ip: string; owner: string }[]> {
