@@ -119,6 +119,12 @@ function helperStats(h: EspHelpers | undefined) {
   return { helperSlices: s.slices, helperFailed: s.failed, helperInline: s.inline, helperLost: s.lost };
 }
 
+/**
+ * Packets per recvmmsg/sendmmsg on the protocol-50 socket and per seal batch (ESP_CHUNK): without
+ * GSO/GRO every packet is a message, so the per-call costs (syscall, WASM call) are spread wider.
+ */
+const ESP_IP_BATCH = 256;
+
 /** IP protocol number of ESP (RFC 4303). */
 const IPPROTO_ESP = 50;
 
@@ -325,7 +331,7 @@ export class VtepEngine extends EventEmitter {
       if (enc) {
         espUdp = inNetns(o.netns, () =>
           encap === 'ip'
-            ? RawSender.openProto(IPPROTO_ESP, { rcvbuf: 8 << 20, sndbuf: 8 << 20 })
+            ? RawSender.openProto(IPPROTO_ESP, { rcvbuf: 16 << 20, sndbuf: 8 << 20, batch: ESP_IP_BATCH })
             : UdpBind.open({ address: local, port: espPort, gro: offload, rcvbuf: 8 << 20, sndbuf: 8 << 20 }),
         );
       }
@@ -376,11 +382,12 @@ export class VtepEngine extends EventEmitter {
           ip: encap === 'ip',
           local,
           icvLen,
+          // Protocol 50 has no GRO: each recvmmsg slot is one packet, so take more per call.
           from: new PacketBatch({
-            capacity: 32,
+            capacity: encap === 'ip' ? ESP_IP_BATCH : 32,
             frameCapacity: offload && encap === 'udp' ? 65535 : 9216 + 64,
           }).handle(),
-          seal: new PacketBatch({ capacity: 64, frameCapacity: 9216 + 64 }).handle(),
+          seal: new PacketBatch({ capacity: ESP_IP_BATCH, frameCapacity: 9216 + 64 }).handle(),
           addrs: wasm.alloc((o.maxPeers ?? 1024) * 32),
         };
         const workers = enc.cryptoWorkers ?? 0;
