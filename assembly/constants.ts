@@ -295,13 +295,14 @@ export const CSUM_V_BAD = 10; // CSUM_V_IP_BAD | CSUM_V_L4_BAD
 // ---- AES-GCM (assembly/aes.ts, ghash.ts, gcm.ts; src/crypto/) -----------------------------------
 // A key context is one region of GCM_CTX_SIZE bytes from core().alloc(), expanded once by
 // gcm_init and then only read (several live at once for key rotation; workers share them).
-export const GCM_CTX_SIZE = 19200;
+export const GCM_CTX_SIZE = 27392;
 export const GCM_CTX_NR = 0; // u32: AES rounds (10 or 14); 0 = not initialised
 export const GCM_CTX_KEY = 64; // the host writes the raw key here; gcm_init expands it, then zeroes 256 bytes
 export const GCM_CTX_RK = 320; // bitsliced round keys (1920 bytes)
 export const GCM_CTX_H = 2240; // GHASH key: H^1..H^4 in multiply-ready parts (768 bytes)
 export const GCM_CTX_T = 3072; // GHASH 16-lane swizzle tables for H (8192 bytes)
 export const GCM_CTX_W = 11264; // CTR round-1 planes for counter starts 1, 2, 9, 10, ..., 241, 242 (62 x 128 bytes)
+export const GCM_CTX_T16 = 19200; // GHASH 16-lane swizzle tables for H^16: one long message, 16 blocks apart (8192 bytes)
 // Per-thread scratch every batch call takes (the caller owns it; never shared between threads).
 export const GCM_SCRATCH_SIZE = 2816;
 export const GCM_SC_Y = 0; // 16-lane GHASH state, transposed (256 bytes)

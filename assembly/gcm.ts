@@ -27,6 +27,7 @@ import {
   GCM_CTX_NR,
   GCM_CTX_RK,
   GCM_CTX_T,
+  GCM_CTX_T16,
   GCM_CTX_W,
   GCM_ERR_AUTH,
   GCM_ERR_KEY_LEN,
@@ -56,6 +57,7 @@ import {
 import {
   ghash_init,
   ghash_length_block,
+  ghash_power16,
   ghash_lengths,
   ghash_update,
   ghash16_absorb_rows,
@@ -78,6 +80,9 @@ export function gcm_init(ctx: usize, keyLen: i32): i32 {
   const h = aes_encrypt8_xor(ctx + GCM_CTX_RK, nr, z, z, z, z, z, z, z, z, 0, 0, 0);
   ghash_init(ctx + GCM_CTX_H, h);
   ghash16_init(ctx + GCM_CTX_T, ctx + GCM_CTX_H, tmp);
+  // H^16's parts go where the CTR table goes next (which overwrites them).
+  ghash_power16(ctx + GCM_CTX_H, h, ctx + GCM_CTX_W);
+  ghash16_init(ctx + GCM_CTX_T16, ctx + GCM_CTX_W, tmp);
   ctrTableInit(ctx + GCM_CTX_RK, ctx + GCM_CTX_W, tmp);
   store<u32>(ctx + GCM_CTX_NR, nr);
   return GCM_OK;
@@ -202,7 +207,7 @@ function runBatch(ctx: usize, descs: usize, n: u32, scratch: usize, seal: bool):
         }
       }
       const d = base + <usize>(load<u32>(order + (<usize>i << 2)) & 0xff) * GCMD_SIZE;
-      const st = seal ? seal1(ctx, d, scratch + GCM_SC_SN) : open1(ctx, d, scratch + GCM_SC_SN);
+      const st = seal ? seal1(ctx, d, scratch) : open1(ctx, d, scratch);
       store<u32>(d + GCMD_STATUS, st);
       if (st != GCM_OK) failed++;
       i++;
@@ -465,16 +470,14 @@ function open16(ctx: usize, list: usize, rounds: u32, scratch: usize): u32 {
   );
 }
 
-function seal1(ctx: usize, d: usize, sn: usize): u32 {
+function seal1(ctx: usize, d: usize, scratch: usize): u32 {
+  const sn = scratch + GCM_SC_SN;
   const tagLen = load<u32>(d + GCMD_TAG_LEN);
   if (!validTagLen(tagLen)) return GCM_ERR_TAG_LEN;
   const rk = ctx + GCM_CTX_RK;
-  const hk = ctx + GCM_CTX_H;
   const nr = load<i32>(ctx + GCM_CTX_NR);
   const text = <usize>load<u32>(d + GCMD_TEXT);
   const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
-  const aad = <usize>load<u32>(d + GCMD_AAD);
-  const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
   const iv = nonceBlock(<usize>load<u32>(d + GCMD_NONCE));
 
   const cached = ctrPrepare(rk, iv, ctrCalls(n, true), sn);
@@ -482,11 +485,64 @@ function seal1(ctx: usize, d: usize, sn: usize): u32 {
   const ej0 = ctrCall(ctx, nr, iv, 1, text, first, 1, sn, cached);
   ctrRun(ctx, nr, iv, 9, text, first, n, sn, cached);
 
-  let y = ghash_update(hk, i64x2.splat(0), aad, aadLen);
-  y = ghash_update(hk, y, text, n);
-  y = ghash_lengths(hk, y, aadLen, n);
+  const y = ghashOne(ctx, d, scratch);
   storeTag(<usize>load<u32>(d + GCMD_TAG), v128.xor(y, ej0), tagLen);
   return GCM_OK;
+}
+
+/** Messages of at least this many GHASH blocks go through the H^16 tables when hashed alone. */
+const LONG_BLOCKS: u32 = 32;
+
+/** GHASH of message d over its current text (AAD, text, lengths), alone. */
+function ghashOne(ctx: usize, d: usize, scratch: usize): v128 {
+  const hk = ctx + GCM_CTX_H;
+  if (hashBlocks(d) >= LONG_BLOCKS) return ghashLong(ctx, d, scratch);
+  const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
+  const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
+  let y = ghash_update(hk, i64x2.splat(0), <usize>load<u32>(d + GCMD_AAD), aadLen);
+  y = ghash_update(hk, y, <usize>load<u32>(d + GCMD_TEXT), n);
+  return ghash_lengths(hk, y, aadLen, n);
+}
+
+/**
+ * GHASH of one long message in the 16 lanes: its m blocks, preceded by zero blocks up to a multiple
+ * of 16 (which leave a zero state unchanged), go 16 at a time, block 16k + j to lane j. Each step
+ * but the last multiplies by H^16 (the T16 tables), so lane j ends with L_j = sum of its blocks
+ * X_i H^(16s) (s = later steps), and the hash is sum_j L_j H^(16-j): GHASH of the 16 rows L_0..L_15
+ * as one 256-byte input, through the scalar path.
+ */
+function ghashLong(ctx: usize, d: usize, scratch: usize): v128 {
+  const y = scratch + GCM_SC_Y;
+  const x = scratch + GCM_SC_X;
+  const rows = scratch + GCM_SC_RPTR;
+  const out = scratch + GCM_SC_ROWS;
+  const m = hashBlocks(d);
+  const steps = (m + 15) >> 4;
+  const lead = <i32>((steps << 4) - m);
+  const text = load<u32>(d + GCMD_TEXT);
+  const firstText = <i32>((load<u32>(d + GCMD_AAD_LEN) + 15) >> 4);
+  const full = load<u32>(d + GCMD_TEXT_LEN) >> 4;
+  memory.fill(y, 0, 256);
+  for (let k: u32 = 0; k < steps; k++) {
+    for (let j: usize = 0; j < 16; j++) {
+      const i = <i32>(k << 4) + <i32>j - lead; // block index in the message (< 0: leading zero)
+      const ti = <u32>(i - firstText);
+      if (ti < full) {
+        store<u32>(rows + (j << 2), text + (ti << 4));
+      } else {
+        fetchBlock(x + (j << 4), d, i);
+        store<u32>(rows + (j << 2), <u32>(x + (j << 4)));
+      }
+    }
+    if (k + 1 < steps) ghash16_absorb_rows(ctx + GCM_CTX_T16, y, rows, scratch + GCM_SC_TMP);
+  }
+  // The last step's blocks are added without a multiplication.
+  ghash16_transpose(y, out);
+  for (let j: usize = 0; j < 16; j++) {
+    const r = out + (j << 4);
+    v128.store(r, v128.xor(v128.load(r), v128.load(<usize>load<u32>(rows + (j << 2)))));
+  }
+  return ghash_update(ctx + GCM_CTX_H, i64x2.splat(0), out, 256);
 }
 
 @inline function storeTag(tp: usize, tag: v128, tagLen: u32): void {
@@ -495,15 +551,10 @@ function seal1(ctx: usize, d: usize, sn: usize): u32 {
   else if (tagLen == 12) store<u32>(tp, i32x4.extract_lane(tag, 2), 8);
 }
 
-function open1(ctx: usize, d: usize, sn: usize): u32 {
+function open1(ctx: usize, d: usize, scratch: usize): u32 {
   if (!validTagLen(load<u32>(d + GCMD_TAG_LEN))) return GCM_ERR_TAG_LEN;
-  const hk = ctx + GCM_CTX_H;
-  const n = <usize>load<u32>(d + GCMD_TEXT_LEN);
-  const aadLen = <usize>load<u32>(d + GCMD_AAD_LEN);
-  let y = ghash_update(hk, i64x2.splat(0), <usize>load<u32>(d + GCMD_AAD), aadLen);
-  y = ghash_update(hk, y, <usize>load<u32>(d + GCMD_TEXT), n);
-  y = ghash_lengths(hk, y, aadLen, n);
-  return openTail(ctx, load<i32>(ctx + GCM_CTX_NR), d, y, sn);
+  const y = ghashOne(ctx, d, scratch);
+  return openTail(ctx, load<i32>(ctx + GCM_CTX_NR), d, y, scratch + GCM_SC_SN);
 }
 
 /**

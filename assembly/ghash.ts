@@ -141,6 +141,16 @@ export function ghash_init(hk: usize, h: v128): void {
   }
 }
 
+/**
+ * Writes the multiply-ready parts of H^16 (192 bytes) at `out`, from the key at hk and H = E(K, 0^128)
+ * in memory byte order: the base of the 16-lane tables that hash one long message 16 blocks apart.
+ */
+export function ghash_power16(hk: usize, h: v128, out: usize): void {
+  let p = bswap64x2(h);
+  for (let i = 1; i < 16; i++) p = mulPower(p, hk);
+  storePower(out, i64x2.extract_lane(p, 0), i64x2.extract_lane(p, 1));
+}
+
 /** Y = (Y ^ block) * H for one block (memory byte order in and out). */
 export function ghash_block(hk: usize, y: v128, block: v128): v128 {
   return bswap64x2(mulPower(bswap64x2(v128.xor(y, block)), hk));
@@ -282,10 +292,17 @@ export function ghash16_absorb_rows(tables: usize, y: usize, rows: usize, tmp: u
     v128.store(tmp + 256 + (k << 5), v128.and(v, m));
     v128.store(tmp + 272 + (k << 5), v128.and(i16x8.shr_u(v, 4), m));
   }
+  // Two passes of 8 output bytes each: 16 accumulators plus the index and a table register do
+  // not fit the 16 vector registers of x86-64, and the spills cost more than reloading the indices.
+  absorbHalf(tables, y, tmp + 256);
+  absorbHalf(tables + 128, y + 128, tmp + 256);
+}
+
+/** Output bytes 8h..8h+7 of the 16 lanes (tables and y already offset by 128h); nib: 32 index vectors. */
+@inline function absorbHalf(tables: usize, y: usize, nib: usize): void {
   let r0 = i64x2.splat(0), r1 = r0, r2 = r0, r3 = r0, r4 = r0, r5 = r0, r6 = r0, r7 = r0;
-  let r8 = r0, r9 = r0, r10 = r0, r11 = r0, r12 = r0, r13 = r0, r14 = r0, r15 = r0;
   for (let t: usize = 0; t < 32; t++) {
-    const n = v128.load(tmp + 256 + (t << 4));
+    const n = v128.load(nib + (t << 4));
     const tp = tables + (t << 8);
     r0 = v128.xor(r0, i8x16.swizzle(v128.load(tp, 0), n));
     r1 = v128.xor(r1, i8x16.swizzle(v128.load(tp, 16), n));
@@ -295,14 +312,6 @@ export function ghash16_absorb_rows(tables: usize, y: usize, rows: usize, tmp: u
     r5 = v128.xor(r5, i8x16.swizzle(v128.load(tp, 80), n));
     r6 = v128.xor(r6, i8x16.swizzle(v128.load(tp, 96), n));
     r7 = v128.xor(r7, i8x16.swizzle(v128.load(tp, 112), n));
-    r8 = v128.xor(r8, i8x16.swizzle(v128.load(tp, 128), n));
-    r9 = v128.xor(r9, i8x16.swizzle(v128.load(tp, 144), n));
-    r10 = v128.xor(r10, i8x16.swizzle(v128.load(tp, 160), n));
-    r11 = v128.xor(r11, i8x16.swizzle(v128.load(tp, 176), n));
-    r12 = v128.xor(r12, i8x16.swizzle(v128.load(tp, 192), n));
-    r13 = v128.xor(r13, i8x16.swizzle(v128.load(tp, 208), n));
-    r14 = v128.xor(r14, i8x16.swizzle(v128.load(tp, 224), n));
-    r15 = v128.xor(r15, i8x16.swizzle(v128.load(tp, 240), n));
   }
   v128.store(y, r0, 0);
   v128.store(y, r1, 16);
@@ -312,14 +321,6 @@ export function ghash16_absorb_rows(tables: usize, y: usize, rows: usize, tmp: u
   v128.store(y, r5, 80);
   v128.store(y, r6, 96);
   v128.store(y, r7, 112);
-  v128.store(y, r8, 128);
-  v128.store(y, r9, 144);
-  v128.store(y, r10, 160);
-  v128.store(y, r11, 176);
-  v128.store(y, r12, 192);
-  v128.store(y, r13, 208);
-  v128.store(y, r14, 224);
-  v128.store(y, r15, 240);
 }
 
 /** 16x16 byte transpose: row j at src + 16j -> row k at dst + 16k holds byte k of every source row. */
