@@ -8,6 +8,11 @@
 // peer's sockaddr (the kernel routes on its address; the port is ignored). There is no UDP GSO
 // on a raw socket, so DESC_AUX is ignored: one datagram per message. Receiving stays on the
 // UdpBind bound to the data-path port (the kernel delivers VXLAN to it).
+// openProto is the other use: a raw socket of one IP protocol (50, ESP) both ways, for ESP in IP
+// without kernel IPsec. It is a UdpBind too, so the I/O thread reads it like the UDP socket:
+// epoll readiness (src/io/poller.ts), then recvmmsg batches straight into WASM memory, never a
+// libuv threadpool read. The kernel hands every protocol-50 packet of the namespace to it (ESP of
+// unknown SPIs is dropped and counted by the ESP stage) and still runs its own handler after.
 // Why koffi and not the `raw-socket` package: raw-socket can send from a Buffer over WASM memory
 // without a copy, but it sends one packet per libuv poll wake-up with a per-packet request object
 // and a text address; bench/io.ts (`raw-send`) measures both.
