@@ -33,6 +33,7 @@ import {
   VXLAN_PORT,
 } from '../assembly/constants.js';
 import { Esp, type EspSaOptions, espOverhead } from '../src/crypto/esp.js';
+import { TapPorts } from '../src/daemon/tap-ports.js';
 import { isVxError } from '../src/errors.js';
 import { PacketBatch } from '../src/io/batch.js';
 import { ipv4Checksum, ipv4Packet, udpPacket, writePcap } from '../src/lab/pcap.js';
@@ -851,4 +852,14 @@ test('VtepEngine: encryption excludes learning (a learned peer would have no SA)
       (e: unknown) => isVxError(e) && e.code === 'ERR_ESP_CONFIG' && msg.test(e.message),
     );
   }
+});
+
+test('daemon TAP ports: --esp-encap ip (default) leaves encrypted networks MTU - 29, udp - 37; anything else is ERR_BAD_OPTION', () => {
+  assert.equal(new TapPorts().espOverhead, 29);
+  assert.equal(new TapPorts({ espEncap: 'ip' }).espOverhead, 29);
+  assert.equal(new TapPorts({ espEncap: 'udp' }).espOverhead, 37);
+  assert.throws(
+    () => new TapPorts({ espEncap: 'gre' as unknown as 'ip' }),
+    (e: unknown) => isVxError(e) && e.code === 'ERR_BAD_OPTION' && /--esp-encap/.test(e.message),
+  );
 });
