@@ -27,8 +27,9 @@ const COUNTERS = [
 ];
 
 const SUMMARY = `Run one VXLAN tunnel endpoint in the foreground: creates the TAP NAME in this
-network namespace (up, MTU = underlay device MTU - 50, or - 70 on IPv6) and forwards between it and
-the remotes until SIGINT/SIGTERM, then removes the TAP and exits 0.
+network namespace (up, MTU = underlay device MTU - 50, or - 70 on IPv6; with --encrypt a further
+29 for ESP as IP protocol 50, or 37 with --esp-encap udp) and forwards between it and the remotes
+until SIGINT/SIGTERM, then removes the TAP and exits 0.
 
 Prints "vxnet tunnel: ready" on stderr once forwarding. On SIGUSR1 and right before exit prints one
 line of JSON on stdout:
