@@ -117,6 +117,8 @@ export const daemon: Command = {
         : await openStore({
             clusterStore,
             stateDir,
+            // etcd down at start is not fatal: the daemon serves and joins when etcd answers.
+            probe: false,
             etcdTls: cacert === undefined ? undefined : { caFile: cacert, certFile: cert, keyFile: key },
           });
     if (store === undefined && cacert !== undefined)

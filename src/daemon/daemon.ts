@@ -6,6 +6,10 @@
 // socket exists, so no request sees a half-recovered host) -> membership (lease, this host's
 // endpoints published for the others) -> peer table -> socket (mode 0600: the API can create
 // namespaces, so only root may talk to it).
+// A store that is unavailable at start (etcd down) does not stop the daemon: the socket opens,
+// /info says StoreStatus "unavailable", calls that need the store answer ERR_STORE_UNAVAILABLE,
+// and the store-backed steps (reconcile onwards) run in the background from where they failed
+// until the store answers; then the daemon adopts its containers and joins as on a normal start.
 // Shutdown: stop accepting, let queued mutations finish, close the ports and the store, remove the
 // socket. Kernel state stays: containers keep running and a restart adopts them.
 // The store and the ports are injected (`store`, `ports`): issue 6's `--cluster-store etcd://`
@@ -19,11 +23,11 @@
 
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { type Logger, pino } from 'pino';
-import { VxError } from '../errors.js';
+import { isVxError, VxError } from '../errors.js';
 import { parseIp } from '../ipam/cidr.js';
 import { ipJson } from '../kernel/exec.js';
 import { detectUnderlayMtu } from '../kernel/link.js';
@@ -116,7 +120,10 @@ export interface RunningDaemon {
   membership: Membership;
   keys: KeyManager;
   socket: string;
-  reconciled: ReconcileReport;
+  /** What the start's reconcile did (empty until it ran: it waits for the store). */
+  readonly reconciled: ReconcileReport;
+  /** Resolves once the store-backed part of the start is done (at once when the store answered). */
+  joined: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -223,19 +230,10 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     hostNetns: o.hostNetns,
     advertise,
   });
-  if (!(await engine.gwIpam.getSubnet(GATEWAY_SUBNET)))
-    await engine.gwIpam.requestSubnet({
-      owner: 'gateway-bridge',
-      subnet: GATEWAY_SUBNET,
-      gateway: GATEWAY_IP,
-    });
-  const reconciled = await engine.serial(() => reconcile(engine));
   const names = new Names({ engine, store, log, upstreams: o.dnsUpstreams });
-  await names.start();
   engine.beforeStart = (ct) => names.attach(ct);
   engine.beforeRemove = (ct) => names.detach(ct);
   const membership = new Membership({ store, hostId, advertise, ttlSeconds: hostTtl, log });
-  await membership.start();
   const keys = new KeyManager({
     store,
     hostId,
@@ -244,7 +242,6 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     keyFile: join(stateDir, 'keys.json'),
     apply: (k) => ports.applyKeys?.(k),
   });
-  await keys.start();
   const peers = new PeerTable({
     store,
     ports,
@@ -257,8 +254,48 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     },
   });
   engine.onSandbox = (id) => peers.touch(id);
-  await peers.start();
-  await claimSocket(socket);
+  let reconciled: ReconcileReport = emptyReport();
+  const joining = new StoreJoin(log, membership, [
+    async () => {
+      if (!(await engine.gwIpam.getSubnet(GATEWAY_SUBNET)))
+        await engine.gwIpam.requestSubnet({
+          owner: 'gateway-bridge',
+          subnet: GATEWAY_SUBNET,
+          gateway: GATEWAY_IP,
+        });
+    },
+    async () => {
+      reconciled = await engine.serial(() => reconcile(engine));
+    },
+    () => names.start(),
+    () => membership.start(),
+    () => keys.start(),
+    () => peers.start(),
+  ]);
+  const poll = setInterval(
+    () => {
+      if (!joining.done) return;
+      engine.pollAdopted().catch((e) => log.error({ err: e }, 'liveness poll failed'));
+    },
+    (o.pollSeconds ?? 1) * 1000,
+  );
+  poll.unref();
+  try {
+    // A store that is down at start is not fatal: the API answers (saying so) and the rest of
+    // the start runs when the store returns. Any other failure is.
+    if (!(await joining.first()))
+      log.warn('cluster store unavailable: serving the API; joining when it returns');
+    await claimSocket(socket);
+  } catch (e) {
+    clearInterval(poll);
+    void joining.stop();
+    await names.close().catch(() => undefined);
+    membership.close();
+    keys.close();
+    peers.close();
+    await ports.close().catch(() => undefined);
+    throw e;
+  }
   const api = createApi({
     engine,
     storeKind: o.store ? (o.storeKind ?? 'custom') : 'embedded',
@@ -268,26 +305,33 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     advertise,
     keys,
   });
-  const server = createServer(api);
+  const server = createServer((req, res) => (joining.done ? api(req, res) : whileJoining(api, req, res)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socket, resolve);
   });
   chmodSync(socket, 0o600);
-  const poll = setInterval(
-    () => {
-      engine.pollAdopted().catch((e) => log.error({ err: e }, 'liveness poll failed'));
-    },
-    (o.pollSeconds ?? 1) * 1000,
-  );
-  poll.unref();
-  log.info({ socket, reconciled }, 'listening');
+  log.info({ socket, joined: joining.done, reconciled }, 'listening');
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown({ server, poll, engine, peers, membership, keys, names, ports, store, socket, log });
+    closing ??= (async () => {
+      await joining.stop();
+      await shutdown({ server, poll, engine, peers, membership, keys, names, ports, store, socket, log });
+    })();
     return closing;
   };
-  return { engine, socket, reconciled, peers, membership, keys, close };
+  return {
+    engine,
+    socket,
+    get reconciled() {
+      return reconciled;
+    },
+    joined: joining.joined,
+    peers,
+    membership,
+    keys,
+    close,
+  };
 }
 
 async function shutdown(x: {
@@ -323,4 +367,111 @@ async function shutdown(x: {
     // Already gone.
   }
   x.log.info('stopped');
+}
+
+function emptyReport(): ReconcileReport {
+  return {
+    adopted: [],
+    removed: [],
+    exited: [],
+    namespacesRemoved: [],
+    linksRemoved: [],
+    addressesReleased: 0,
+    logsRemoved: 0,
+  };
+}
+
+/** Calls that need nothing of the store: they answer while the start waits for it. */
+const WITHOUT_STORE = /^(\/v[0-9.]+)?\/(_ping|version|info|fdb|peers|stats)(\?|$)/;
+
+/** Before the store-backed start is done, only calls that need nothing of it are served. */
+function whileJoining(api: ReturnType<typeof createApi>, req: IncomingMessage, res: ServerResponse): void {
+  if (req.method === 'GET' && WITHOUT_STORE.test(req.url ?? '')) {
+    api(req, res);
+    return;
+  }
+  req.resume();
+  res.writeHead(503, { 'content-type': 'application/json' });
+  res.end(
+    `${JSON.stringify({
+      message:
+        'the cluster store is unavailable: this daemon has not finished starting (it joins when the store returns)',
+      code: 'ERR_STORE_UNAVAILABLE',
+    })}\n`,
+  );
+}
+
+/**
+ * The store-backed steps of the start (gateway subnet, reconcile, names, membership, keys, peer
+ * table), run in order. The first attempt runs inline; when the store is unavailable the rest is
+ * retried in the background from the step that failed, with backoff, until it is all done. Each
+ * step can run again after failing part way.
+ */
+class StoreJoin {
+  done = false;
+  readonly joined: Promise<void>;
+  private next = 0;
+  private stopped = false;
+  private retry?: NodeJS.Timeout;
+  private running: Promise<unknown> = Promise.resolve();
+  private resolve!: () => void;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly membership: Membership,
+    private readonly steps: (() => Promise<void>)[],
+  ) {
+    this.joined = new Promise((r) => {
+      this.resolve = r;
+    });
+  }
+
+  /** True when all steps ran; false when the store is unavailable (the rest retries); throws otherwise. */
+  async first(): Promise<boolean> {
+    try {
+      await this.run();
+      return true;
+    } catch (e) {
+      if (!isVxError(e, 'ERR_STORE_UNAVAILABLE')) throw e;
+      this.membership.noteFailure(e);
+      this.later(250);
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    await this.running.catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    while (this.next < this.steps.length && !this.stopped) {
+      await this.steps[this.next]!();
+      this.next++;
+    }
+    if (this.next === this.steps.length) {
+      this.done = true;
+      this.resolve();
+    }
+  }
+
+  private later(ms: number): void {
+    if (this.stopped) return;
+    this.retry = setTimeout(() => {
+      const attempt = this.run();
+      this.running = attempt;
+      attempt.then(
+        () => {
+          if (this.done) this.log.info('cluster store available: start finished (reconciled, joined)');
+        },
+        (e) => {
+          if (isVxError(e, 'ERR_STORE_UNAVAILABLE')) this.membership.noteFailure(e);
+          else this.log.error({ err: e }, 'start could not finish; retrying');
+          this.later(Math.min(ms * 2, 2000));
+        },
+      );
+    }, ms);
+    this.retry.unref();
+  }
 }

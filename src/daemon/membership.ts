@@ -101,13 +101,16 @@ export class Membership {
       this.dirty.add(kv.key);
     }
     for (const kv of eps.kvs) this.note(kv.key, kv.value);
+    this.watcher?.close();
     this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {
       fromRevision: eps.revision + 1,
     });
     this.schedule();
     await this.idle();
+    clearInterval(this.timer);
     this.timer = setInterval(() => void this.beat(), (this.leaseTtl * 1000) / 3);
     this.timer.unref();
+    this.setState('available');
   }
 
   /** Resolves when every change seen so far has been applied (or failed and stays dirty). */

@@ -46,6 +46,7 @@ export class Names {
   private readonly resolver: DnsResolver;
   private watcher?: Watcher;
   private memberWatcher?: Watcher;
+  private prepared = false;
 
   constructor(o: NamesOptions) {
     this.o = o;
@@ -58,13 +59,19 @@ export class Names {
 
   /** Loads the table, watches it, and attaches to this host's containers (a restart re-attaches). */
   async start(): Promise<void> {
-    this.resolver.prepare();
+    // Can run again after failing part way (the store went away during a start).
+    if (!this.prepared) this.resolver.prepare();
+    this.prepared = true;
+    this.watcher?.close();
+    this.memberWatcher?.close();
     const { revision, kvs } = await this.o.store.list(ENDPOINTS);
+    this.endpoints.clear();
     for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as EndpointRecord);
     this.watcher = await this.o.store.watch(ENDPOINTS, (m) => this.onMessage(m), {
       fromRevision: revision + 1,
     });
     const live = await this.o.store.list(MEMBERS);
+    this.members.clear();
     for (const kv of live.kvs) this.members.add(kv.key.slice(MEMBERS.length));
     this.memberWatcher = await this.o.store.watch(MEMBERS, (m) => this.onMembers(m), {
       fromRevision: live.revision + 1,

@@ -47,6 +47,7 @@ export class PeerTable {
     const { revision, kvs } = await this.o.store.list(PEERS);
     for (const kv of kvs) this.endpoints.set(kv.key, JSON.parse(kv.value) as PeerRecord);
     for (const ep of this.endpoints.values()) this.dirty.add(ep.networkId);
+    this.watcher?.close();
     this.watcher = await this.o.store.watch(PEERS, (m) => this.onMessage(m), {
       fromRevision: revision + 1,
     });

@@ -63,6 +63,12 @@ export interface EtcdStoreOptions {
   requestTimeoutMs?: number;
   /** Longest wait between reconnect attempts of a broken watch (default 2000 ms). */
   maxRetryMs?: number;
+  /**
+   * Check that etcd answers before returning (default true: an unreachable etcd fails the open
+   * with ERR_STORE_UNAVAILABLE). false: return at once; calls fail with ERR_STORE_UNAVAILABLE
+   * until etcd answers (the daemon starts while etcd is down).
+   */
+  probe?: boolean;
 }
 
 export interface EtcdStore extends Store {
@@ -103,6 +109,7 @@ export function parseClusterStore(url: string, options: { tls?: boolean } = {}):
 
 export async function openEtcdStore(options: EtcdStoreOptions): Promise<EtcdStore> {
   const store = new EtcdKv(options);
+  if (options.probe === false) return store;
   try {
     await store.list('\0probe');
   } catch (e) {

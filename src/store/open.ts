@@ -18,6 +18,8 @@ export interface OpenStoreOptions {
   etcdTls?: { caFile: string; certFile?: string; keyFile?: string };
   /** Deadline of each etcd call (default 2000 ms). */
   requestTimeoutMs?: number;
+  /** false: do not wait for etcd to answer before returning (see EtcdStoreOptions.probe). */
+  probe?: boolean;
 }
 
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
@@ -32,6 +34,7 @@ export async function openStore(options: OpenStoreOptions): Promise<Store> {
     endpoints,
     keyPrefix,
     requestTimeoutMs: options.requestTimeoutMs,
+    probe: options.probe,
     tls: tls && {
       ca: readPem(tls.caFile, '--etcd-cacert'),
       cert: tls.certFile === undefined ? undefined : readPem(tls.certFile, '--etcd-cert'),

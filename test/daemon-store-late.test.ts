@@ -1,0 +1,109 @@
+// A daemon started while its etcd is down: it starts anyway, serves the API saying the store is
+// unavailable (calls that need it fail with ERR_STORE_UNAVAILABLE), keeps the containers it had,
+// and when the test starts etcd again it reconciles, adopts them, re-makes their VXLAN port and
+// joins the cluster (its membership record appears), after which new containers reach the old.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isVxError } from '../src/errors.js';
+import { execInNetns } from '../src/kernel/netns.js';
+import { type EtcdServer, etcdctl, startEtcd } from '../src/lab/etcd.js';
+import { createHost, pings, root, until } from './daemon-host.js';
+
+const skip = root ? false : 'needs root (network namespaces)';
+const HOST_IP = '192.168.200.1';
+
+interface Ct {
+  Id: string;
+  Netns: string;
+  State: { Status: string; Pid: number };
+  NetworkSettings: { Networks: Record<string, { IPAddress: string }> };
+}
+
+interface Info {
+  StoreStatus: string;
+  StoreError: string | null;
+}
+
+test('daemon started while etcd is down serves, then adopts and joins when etcd starts', {
+  skip,
+}, async (t) => {
+  const h = await createHost();
+  let etcd: EtcdServer | undefined;
+  t.after(async () => {
+    await h.destroy();
+    await etcd?.stop();
+  });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const urls = { clientUrl: `http://${HOST_IP}:${port}`, peerUrl: `http://${HOST_IP}:${port + 1}` };
+  const endpoint = `${HOST_IP}:${port}`;
+  const args = ['--cluster-store', `etcd://${endpoint}`, '--cluster-advertise', HOST_IP, '--host-ttl', '3'];
+  const startStore = (dataDir?: string) =>
+    startEtcd({ netns: h.ns, ...urls, ...(dataDir ? { dataDir } : {}) });
+
+  // A host with a container, on a running etcd; then the daemon stops and etcd goes away.
+  etcd = await startStore();
+  const dataDir = etcd.dataDir;
+  await h.start({}, { args });
+  await h.client.call('POST', '/networks/create', {
+    Name: 'late',
+    Internal: true,
+    IPAM: { Config: [{ Subnet: '10.124.0.0/24' }] },
+  });
+  await h.client.call('POST', '/containers/create?name=c1', {
+    Cmd: ['sleep', '300'],
+    HostConfig: { NetworkMode: 'late' },
+  });
+  await h.client.call('POST', '/containers/c1/start');
+  const before = await h.client.call<Ct>('GET', '/containers/c1/json');
+  h.daemon!.kill('SIGTERM');
+  await h.exited();
+  await etcd.stop({ keepData: true });
+
+  // Start with etcd down: the API answers and says so.
+  await h.start({}, { args });
+  const down = await h.client.call<Info>('GET', '/info');
+  assert.equal(down.StoreStatus, 'unavailable');
+  assert.match(down.StoreError ?? '', /ERR_STORE_UNAVAILABLE/);
+  await assert.rejects(h.client.call('GET', '/containers/json'), (e) =>
+    isVxError(e, 'ERR_STORE_UNAVAILABLE'),
+  );
+  await assert.rejects(h.client.call('POST', '/networks/create', { Name: 'other' }), (e) =>
+    isVxError(e, 'ERR_STORE_UNAVAILABLE'),
+  );
+  assert.equal(h.daemon!.exitCode, null, 'the daemon keeps running');
+
+  // etcd comes back: the daemon finishes its start on its own.
+  etcd = await startStore(dataDir);
+  await until(
+    'the store available again',
+    async () => (await h.client.call<Info>('GET', '/info')).StoreStatus === 'available',
+    400,
+  );
+  const after = await until('c1 adopted', async () => {
+    const c = await h.client.call<Ct>('GET', '/containers/c1/json').catch(() => undefined);
+    return c?.State.Status === 'running' ? c : undefined;
+  });
+  assert.equal(after.State.Pid, before.State.Pid, 'the same process, adopted');
+  const members = await etcdctl(['get', '--prefix', '--keys-only', '/vxnet/members/'], {
+    endpoint,
+    netns: h.ns,
+  });
+  assert.match(members, new RegExp(`/vxnet/members/${h.hostId}`), 'joined: membership record on a lease');
+  const sandbox = (await h.namespaces()).find((n) => n.startsWith(`vxsb-${h.hostId}-`));
+  assert.ok(sandbox, 'the network sandbox is still there');
+  await until('the VXLAN port made again', async () =>
+    execInNetns(sandbox, 'ip', ['link', 'show', 'vxtap0']).then(
+      () => true,
+      () => false,
+    ),
+  );
+  // Writes work again, and a new container reaches the adopted one.
+  await h.client.call('POST', '/containers/create?name=c2', {
+    Cmd: ['sleep', '300'],
+    HostConfig: { NetworkMode: 'late' },
+  });
+  await h.client.call('POST', '/containers/c2/start');
+  const c2 = await h.client.call<Ct>('GET', '/containers/c2/json');
+  assert.ok(await pings(c2.Netns, after.NetworkSettings.Networks.late!.IPAddress), 'c2 reaches c1');
+});
