@@ -107,11 +107,18 @@ const rm: Command = {
   name: 'network rm',
   usage: 'NETWORK [NETWORK...]',
   summary: 'Remove networks (refused while endpoints are attached)',
-  flags: {},
+  flags: {
+    force: {
+      type: 'bool',
+      short: 'f',
+      help: "First remove the endpoints of dead hosts (membership lease expired); never a live host's",
+    },
+  },
   async run(p, ctx) {
     const names = positionals(p, this, ['NETWORK...'], { min: 1 });
+    const q = p.flags.force ? '?force=1' : '';
     for (const n of names) {
-      await ctx.client().call('DELETE', `/networks/${encodeURIComponent(n)}`);
+      await ctx.client().call('DELETE', `/networks/${encodeURIComponent(n)}${q}`);
       console.log(n);
     }
     return 0;
@@ -154,14 +161,20 @@ export async function connectCall(
 
 const disconnect: Command = {
   name: 'network disconnect',
-  usage: 'NETWORK CONTAINER',
+  usage: '[OPTIONS] NETWORK CONTAINER',
   summary: 'Disconnect a container from a network',
-  flags: {},
+  flags: {
+    force: {
+      type: 'bool',
+      short: 'f',
+      help: 'Also a container of a dead host (membership lease expired): its endpoint record is removed',
+    },
+  },
   async run(p, ctx) {
     const [net, container] = positionals(p, this, ['NETWORK', 'CONTAINER']);
-    await ctx
-      .client()
-      .call('POST', `/networks/${encodeURIComponent(net!)}/disconnect`, { Container: container });
+    const body: Record<string, unknown> = { Container: container };
+    if (p.flags.force) body.Force = true;
+    await ctx.client().call('POST', `/networks/${encodeURIComponent(net!)}/disconnect`, body);
     return 0;
   },
 };

@@ -13,6 +13,7 @@ import { packageVersion } from '../paths.js';
 import type { Engine, NetworkSpec } from './engine.js';
 import type { KeyManager } from './keys.js';
 import type { Membership } from './membership.js';
+import { disconnectDead, inUseError, liveHosts, removeDeadEndpoints } from './orphans.js';
 import type { ContainerRecord, EndpointRecord, NetworkRecord } from './records.js';
 
 type Query = URLSearchParams;
@@ -101,7 +102,7 @@ export function statusOf(code: string): number {
   if (code.endsWith('_NOT_FOUND') || code === 'ERR_NO_SUCH_ROUTE') return 404;
   if (code === 'ERR_METHOD_NOT_ALLOWED') return 405;
   if (code === 'ERR_STORE_UNAVAILABLE') return 503;
-  if (/_IN_USE$|_EXISTS$|_RUNNING$|_STATE$|_OVERLAP$|_EXHAUSTED$|_FULL$|_CONFLICT$|_AMBIGUOUS$/.test(code))
+  if (/_IN_USE$|_ALIVE$|_EXISTS$|_RUNNING$|_STATE$|_OVERLAP$|_EXHAUSTED$|_FULL$|_CONFLICT$|_AMBIGUOUS$/.test(code))
     return 409;
   if (/^ERR_(BAD_|IP_|VNI_OUT|IPAM_NEEDS|INVALID)/.test(code)) return 400;
   return 500;
@@ -163,8 +164,24 @@ function buildRoutes(info: ApiInfo): Route[] {
     r('GET', '/networks/:id', async ({ params }) => ({
       json: await networkJson(e, await e.findNetwork(params[0]!)),
     })),
-    r('DELETE', '/networks/:id', async ({ params }) => {
-      await e.removeNetwork(params[0]!);
+    r('DELETE', '/networks/:id', async ({ params, query }) => {
+      const force = ['1', 'true'].includes(query.get('force') ?? '');
+      // --force: the endpoints of dead hosts go first (orphans.ts), unless a live host's remain:
+      // then nothing is removed and the refusal names them.
+      if (force) {
+        const net = await e.findNetwork(params[0]!);
+        const eps = await e.endpointsOf(net.id);
+        const live = await liveHosts(e.store, e.hostId);
+        if (eps.some((ep) => live.has(ep.host))) throw inUseError(net, eps, live);
+        await removeDeadEndpoints(e.store, e.hostId, eps);
+      }
+      try {
+        await e.removeNetwork(params[0]!);
+      } catch (err) {
+        if (!isVxError(err, 'ERR_NETWORK_IN_USE')) throw err;
+        const net = await e.findNetwork(params[0]!);
+        throw inUseError(net, await e.endpointsOf(net.id), await liveHosts(e.store, e.hostId));
+      }
       return { status: 204 };
     }),
     r('POST', '/networks/:id/connect', async ({ params, body }) => {
@@ -177,7 +194,19 @@ function buildRoutes(info: ApiInfo): Route[] {
     }),
     r('POST', '/networks/:id/disconnect', async ({ params, body }) => {
       const b = obj(body, 'body');
-      await e.disconnect({ network: params[0]!, container: str(b.Container, 'Container') });
+      const container = str(b.Container, 'Container');
+      // Force: a container of a dead host loses its endpoint here (orphans.ts); others as usual.
+      if (bool(b.Force, 'Force')) {
+        const net = await e.findNetwork(params[0]!);
+        const ipam = e.ipam;
+        const o = {
+          store: e.store,
+          hostId: e.hostId,
+          releaseIp: (sn: string, ip: string) => ipam.releaseIp(sn, ip),
+        };
+        if (await disconnectDead(o, net, container)) return { status: 200, json: {} };
+      }
+      await e.disconnect({ network: params[0]!, container });
       return { status: 200, json: {} };
     }),
     r('GET', '/containers/json', async ({ query }) => {
