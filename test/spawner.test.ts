@@ -49,3 +49,33 @@ test('exec through the helper: output and KernelError with its stderr, as when f
       /could not find x: Cannot find device x/.test(e.message),
   );
 });
+
+test('ip through the helper in a named namespace: forked inside it (setns), the helper stays home', {
+  skip: process.getuid?.() === 0 ? false : 'needs root (network namespaces)',
+}, async (t) => {
+  const { ip } = await import('../src/kernel/exec.js');
+  const { deleteNetns, ensureNetns } = await import('../src/kernel/netns.js');
+  const ns = `vxsp-${process.pid}`;
+  await ensureNetns(ns);
+  t.after(() => deleteNetns(ns));
+  const stop = useSpawnHelper();
+  t.after(stop);
+  await ip(['link', 'add', 'spx0', 'type', 'veth', 'peer', 'name', 'spx1'], {
+    netns: ns,
+    action: 'add spx0',
+  });
+  // Many at once, inside and outside, each sees its own namespace.
+  const inside = ip(['-j', 'link', 'show'], { netns: ns, action: 'list' });
+  const outside = ip(['-j', 'link', 'show'], { action: 'list' });
+  const names = (out: string) => (JSON.parse(out) as { ifname: string }[]).map((l) => l.ifname).sort();
+  assert.deepEqual(names(await inside), ['lo', 'spx0', 'spx1']);
+  assert.ok(!names(await outside).includes('spx0'), 'the helper went back to its own namespace');
+  // The helper itself is back in its own namespace.
+  const ppid = Number(await run('sh', ['-c', 'echo $PPID'], { action: 'ppid' }));
+  const helperNs = (await import('node:fs')).readlinkSync(`/proc/${ppid}/ns/net`);
+  assert.equal(helperNs, (await import('node:fs')).readlinkSync('/proc/self/ns/net'));
+  await assert.rejects(
+    ip(['link', 'show'], { netns: `${ns}-gone`, action: 'list' }),
+    (e: unknown) => e instanceof KernelError && e.code === 'ERR_NETNS_NOT_FOUND',
+  );
+});

@@ -27,7 +27,7 @@ import { Ipam } from '../ipam/pool.js';
 import { VniAllocator } from '../ipam/vni.js';
 import { checkMtu } from '../kernel/link.js';
 import { deleteNetns, listNetns, netnsExists, netnsPids } from '../kernel/netns.js';
-import { type Plan, type Store, transact } from '../store/store.js';
+import { type Plan, retryCas, type Store, transact } from '../store/store.js';
 import { Locks } from './locks.js';
 import { GATEWAY_SUBNET, gatewayHostIf, Plumbing } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
@@ -152,6 +152,8 @@ export class Engine {
   private readonly netRevs = new Map<string, { net: NetworkRecord; modRevision: number }>();
   /** Running containers adopted at start (no exit event from them): polled for liveness. */
   private readonly adopted = new Map<string, ContainerRecord>();
+  /** Containers just created by this daemon and not touched since, as written (start reads none). */
+  private readonly justCreated = new Map<string, { ct: ContainerRecord; modRevision: number }>();
   private stopped = false;
   private readonly waiters = new Map<string, Set<(code: number | null) => void>>();
 
@@ -429,10 +431,13 @@ export class Engine {
         t('plumb');
         crashPoint('run:plumbed');
       });
-      const created = await this.updateContainer(made.name, (c) => ({ ...c, state: 'created' }), {
+      const w = await this.updateContainerRev(made.name, (c) => ({ ...c, state: 'created' }), {
         ct: made,
         modRevision: joined.revision,
       });
+      const created = w.ct;
+      // `run` starts it next: the start needs no read.
+      this.justCreated.set(created.name, w);
       t('update');
       this.log.info(
         { container: created.name, id: created.id, network: joined.net.name },
@@ -466,6 +471,9 @@ export class Engine {
     if (typeof ref === 'string' && NAME.test(ref)) {
       // Most calls name the container: lock the name, read it once.
       const r = await this.op([`ct:${ref}`], async () => {
+        const mine = this.justCreated.get(ref);
+        this.justCreated.delete(ref);
+        if (mine) return { v: await fn(mine.ct, mine.modRevision) };
         const kv = await this.store.get(containerKey(ref));
         if (!kv) return undefined;
         return { v: await fn(own(JSON.parse(kv.value) as ContainerRecord), kv.modRevision) };
@@ -474,6 +482,7 @@ export class Engine {
     }
     const found = await this.findContainer(ref);
     return this.op([`ct:${found.name}`], async () => {
+      this.justCreated.delete(found.name);
       const kv = await this.store.get(containerKey(found.name));
       const ct = kv && (JSON.parse(kv.value) as ContainerRecord);
       if (!ct || ct.id !== found.id)
@@ -581,6 +590,7 @@ export class Engine {
   connect(spec: ConnectSpec): Promise<EndpointRecord> {
     const aliases = checkAliases(spec.aliases);
     return this.op([`ct:${checkName(spec.container, 'container name')}`], async () => {
+      this.justCreated.delete(spec.container);
       const netRev = await this.networkRev(spec.network);
       const net = netRev.net;
       let ct: ContainerRecord;
@@ -714,6 +724,7 @@ export class Engine {
     if (ops.length > 0) await this.store.txn({ compare: [], success: ops });
     rmSync(this.logFile(ct), { force: true });
     this.adopted.delete(ct.name);
+    this.justCreated.delete(ct.name);
     for (const ep of eps) {
       await this.releaseIfOwner(IPAM_PREFIX, ep.subnet, ep.ip, ep.id);
       this.ipam.forgetIp(ep.subnet, ep.ip);
@@ -944,10 +955,18 @@ export class Engine {
     change: (c: ContainerRecord) => ContainerRecord,
     known?: { ct: ContainerRecord; modRevision: number },
   ): Promise<ContainerRecord> {
+    return (await this.updateContainerRev(name, change, known)).ct;
+  }
+
+  /** updateContainer, also resolving the revision it was written at. */
+  private async updateContainerRev(
+    name: string,
+    change: (c: ContainerRecord) => ContainerRecord,
+    known?: { ct: ContainerRecord; modRevision: number },
+  ): Promise<{ ct: ContainerRecord; modRevision: number }> {
     const key = containerKey(name);
     let first = known;
-    return transact(
-      this.store,
+    const r = await retryCas(
       async () => {
         let cur: ContainerRecord;
         let rev: number;
@@ -962,14 +981,15 @@ export class Engine {
           rev = kv.modRevision;
         }
         const next = change(cur);
-        return {
-          value: next,
+        const t = await this.store.txn({
           compare: [{ key, modRevision: rev }],
-          success: [{ type: 'put' as const, key, value: JSON.stringify(next) }],
-        };
+          success: [{ type: 'put', key, value: JSON.stringify(next) }],
+        });
+        return t.succeeded ? { ct: next, modRevision: t.revision } : undefined;
       },
       { what: `update container "${name}"` },
     );
+    return r;
   }
 
   /** Processes in an owned container's namespace that are not its recorded process (a crash mid-start). */

@@ -79,8 +79,15 @@ export function run(cmd: string, args: string[], opts: RunOptions): Promise<stri
   return spawnTool(argv, opts);
 }
 
-/** Runs `ip [-n netns] args`; resolves stdout. */
+/**
+ * Runs `ip [-n netns] args`; resolves stdout. Through the spawn helper, a namespace's command is
+ * forked from inside it instead (spawner.ts: `-n` copies the mount table on every command).
+ */
 export function ip(args: string[], opts: RunOptions): Promise<string> {
+  if (opts.netns !== undefined && helper) {
+    checkNetnsName(opts.netns);
+    return spawnTool(['ip', ...args], opts, opts.netns);
+  }
   const ns = opts.netns === undefined ? [] : ['-n', checkNetnsName(opts.netns)];
   return spawnTool(['ip', ...ns, ...args], opts);
 }
@@ -117,7 +124,7 @@ export function useSpawnHelper(): () => void {
   };
 }
 
-function spawnTool(argv: string[], opts: RunOptions): Promise<string> {
+function spawnTool(argv: string[], opts: RunOptions, inNetns?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const done = (err: Error | null, stdout: string, stderr: string) => {
       if (!err) return resolve(stdout);
@@ -126,7 +133,7 @@ function spawnTool(argv: string[], opts: RunOptions): Promise<string> {
       reject(new KernelError(classify(stderr), msg, stderr));
     };
     const timeoutMs = opts.timeoutMs ?? 15000;
-    if (helper) return helper.run(argv, { input: opts.input, timeoutMs }, done);
+    if (helper) return helper.run(argv, { input: opts.input, timeoutMs, netns: inNetns }, done);
     const child = execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, maxBuffer: 64 << 20 }, done);
     if (opts.input !== undefined) child.stdin?.end(opts.input);
   });

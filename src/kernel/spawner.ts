@@ -9,12 +9,52 @@
 // commands here and on every other host. Forking from the helper keeps the daemon's event loop
 // free. If the helper dies, its pending commands fail with its exit and the next command starts
 // a new one; `exec.ts` falls back to forking directly when no helper was started.
+// A command for a named network namespace (`netns`) is forked from inside it: the helper enters
+// it with setns(2) (koffi), forks, and returns to its own, all in one synchronous step (libuv
+// forks in the calling thread). `ip -n NS` would instead unshare a mount namespace and remount
+// /sys in every command: a copy of the whole mount table, which grows by one mount per namespace
+// on the host (a thousand containers: most of an `ip` command's cost). Without koffi, or when
+// setns is refused, the helper runs `ip -n NS ...` (the command must be `ip` or `bridge`).
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 
 const HELPER = `
 const { execFile } = require('node:child_process');
+const fs = require('node:fs');
 const out = (m) => process.stdout.write(JSON.stringify(m) + '\\n');
+let setns;
+let home;
+try {
+  setns = require(process.argv[1]).load('libc.so.6').func('int setns(int fd, int nstype)');
+  home = fs.openSync('/proc/self/ns/net', 'r');
+} catch {
+  setns = undefined;
+}
+const CLONE_NEWNET = 0x40000000;
+const exec = (q, argv) => execFile(argv[0], argv.slice(1), { timeout: q.timeoutMs, maxBuffer: 64 << 20 }, (e, so, se) =>
+  out({ id: q.id, error: e ? e.message : null, stdout: so, stderr: se }),
+);
+function inNetns(q) {
+  let fd;
+  try {
+    fd = fs.openSync('/run/netns/' + q.netns, 'r');
+  } catch (e) {
+    const why = e.code === 'ENOENT' ? 'No such file or directory' : e.message;
+    out({ id: q.id, error: 'Command failed', stdout: '', stderr: 'Cannot open network namespace "' + q.netns + '": ' + why + '\\n' });
+    return undefined;
+  }
+  try {
+    if (setns(fd, CLONE_NEWNET) !== 0) return exec(q, [q.argv[0], '-n', q.netns, ...q.argv.slice(1)]);
+    try {
+      return exec(q, q.argv);
+    } finally {
+      if (setns(home, CLONE_NEWNET) !== 0) process.exit(70);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 let buf = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (d) => {
@@ -23,9 +63,13 @@ process.stdin.on('data', (d) => {
   while ((i = buf.indexOf('\\n')) >= 0) {
     const q = JSON.parse(buf.slice(0, i));
     buf = buf.slice(i + 1);
-    const c = execFile(q.argv[0], q.argv.slice(1), { timeout: q.timeoutMs, maxBuffer: 64 << 20 }, (e, so, se) =>
-      out({ id: q.id, error: e ? e.message : null, stdout: so, stderr: se }),
-    );
+    const c =
+      q.netns === undefined
+        ? exec(q, q.argv)
+        : setns
+          ? inNetns(q)
+          : exec(q, [q.argv[0], '-n', q.netns, ...q.argv.slice(1)]);
+    if (!c) continue;
     c.on('error', () => undefined);
     if (q.input !== undefined) c.stdin.end(q.input);
   }
@@ -48,8 +92,11 @@ export class Spawner {
   private readonly pending = new Map<number, Done>();
   private closed = false;
 
-  /** Runs argv like execFile; `done` gets an Error (its message) on a failure or non-zero exit. */
-  run(argv: string[], o: { input?: string; timeoutMs: number }, done: Done): void {
+  /**
+   * Runs argv like execFile; `done` gets an Error (its message) on a failure or non-zero exit.
+   * `netns`: run it inside that named namespace (argv must be `ip ...` or `bridge ...`).
+   */
+  run(argv: string[], o: { input?: string; timeoutMs: number; netns?: string }, done: Done): void {
     const child = this.ensure();
     const id = this.next++;
     // Referenced while commands are in flight, so a process waiting on one does not exit.
@@ -58,7 +105,8 @@ export class Spawner {
       if (this.pending.size === 0 && this.child === child) this.ref(child, false);
       done(err, stdout, stderr);
     });
-    child.stdin!.write(`${JSON.stringify({ id, argv, input: o.input, timeoutMs: o.timeoutMs })}\n`);
+    const q = { id, argv, input: o.input, timeoutMs: o.timeoutMs, netns: o.netns };
+    child.stdin!.write(`${JSON.stringify(q)}\n`);
   }
 
   close(): void {
@@ -76,7 +124,13 @@ export class Spawner {
   private ensure(): ChildProcess {
     if (this.child) return this.child;
     if (this.closed) throw new Error('the spawn helper is closed');
-    const child = spawn(process.execPath, ['-e', HELPER], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let koffi = '';
+    try {
+      koffi = createRequire(import.meta.url).resolve('koffi');
+    } catch {
+      // No koffi: commands for a namespace use `ip -n`.
+    }
+    const child = spawn(process.execPath, ['-e', HELPER, koffi], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.ref(child, false);
     let buf = '';
     child.stdout!.setEncoding('utf8');
