@@ -24,6 +24,16 @@
 // 8 blocks, so byte p is 0x00 or 0xff.
 
 /** Bytes of sliced round keys for AES-256 (15 round keys x 128 bytes). */
+/**
+ * i8x16.swizzle, or i8x16.relaxed_swizzle in the relaxed-SIMD build: every index used here is
+ * 0..15, where both give the same result; the relaxed form is a bare pshufb/tbl (plain swizzle
+ * adds a saturating add per use on x86 to zero out-of-range lanes).
+ */
+@inline function swz(a: v128, s: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(a, s);
+  return i8x16.swizzle(a, s);
+}
+
 export const AES_RK_BYTES: i32 = 1920;
 
 @inline function X(a: v128, b: v128): v128 {
@@ -328,20 +338,20 @@ const MODE_ROUND1 = 2; // transpose in, rounds 0 and 1, store the planes at sp
     const mp = MC_MASKS + (<usize>(r & 3) << 5);
     const c1 = v128.load(mp);
     const c2 = v128.load(mp, 16);
-    const a10 = i8x16.swizzle(q0, c1), a11 = i8x16.swizzle(q1, c1), a12 = i8x16.swizzle(q2, c1);
-    const a13 = i8x16.swizzle(q3, c1), a14 = i8x16.swizzle(q4, c1), a15 = i8x16.swizzle(q5, c1);
-    const a16 = i8x16.swizzle(q6, c1), a17 = i8x16.swizzle(q7, c1);
+    const a10 = swz(q0, c1), a11 = swz(q1, c1), a12 = swz(q2, c1);
+    const a13 = swz(q3, c1), a14 = swz(q4, c1), a15 = swz(q5, c1);
+    const a16 = swz(q6, c1), a17 = swz(q7, c1);
     const t0 = X(q0, a10), t1 = X(q1, a11), t2 = X(q2, a12), t3 = X(q3, a13);
     const t4 = X(q4, a14), t5 = X(q5, a15), t6 = X(q6, a16), t7 = X(q7, a17);
     // 2t over the planes: bit0 = t7, bit1 = t0^t7, bit2 = t1, bit3 = t2^t7, bit4 = t3^t7, ...
-    s0 = X(X(t7, a10), X(i8x16.swizzle(t0, c2), v128.load(k, 0)));
-    s1 = X(X(X(t0, t7), a11), X(i8x16.swizzle(t1, c2), v128.load(k, 16)));
-    s2 = X(X(t1, a12), X(i8x16.swizzle(t2, c2), v128.load(k, 32)));
-    s3 = X(X(X(t2, t7), a13), X(i8x16.swizzle(t3, c2), v128.load(k, 48)));
-    s4 = X(X(X(t3, t7), a14), X(i8x16.swizzle(t4, c2), v128.load(k, 64)));
-    s5 = X(X(t4, a15), X(i8x16.swizzle(t5, c2), v128.load(k, 80)));
-    s6 = X(X(t5, a16), X(i8x16.swizzle(t6, c2), v128.load(k, 96)));
-    s7 = X(X(t6, a17), X(i8x16.swizzle(t7, c2), v128.load(k, 112)));
+    s0 = X(X(t7, a10), X(swz(t0, c2), v128.load(k, 0)));
+    s1 = X(X(X(t0, t7), a11), X(swz(t1, c2), v128.load(k, 16)));
+    s2 = X(X(t1, a12), X(swz(t2, c2), v128.load(k, 32)));
+    s3 = X(X(X(t2, t7), a13), X(swz(t3, c2), v128.load(k, 48)));
+    s4 = X(X(X(t3, t7), a14), X(swz(t4, c2), v128.load(k, 64)));
+    s5 = X(X(t4, a15), X(swz(t5, c2), v128.load(k, 80)));
+    s6 = X(X(t5, a16), X(swz(t6, c2), v128.load(k, 96)));
+    s7 = X(X(t6, a17), X(swz(t7, c2), v128.load(k, 112)));
     if (mode == MODE_ROUND1) {
       v128.store(sp, s0, 0);
       v128.store(sp, s1, 16);
@@ -356,14 +366,14 @@ const MODE_ROUND1 = 2; // transpose in, rounds 0 and 1, store the planes at sp
   }
   // Back to the FIPS byte order.
   const fm = v128.load(FINAL_MASK);
-  s0 = i8x16.swizzle(s0, fm);
-  s1 = i8x16.swizzle(s1, fm);
-  s2 = i8x16.swizzle(s2, fm);
-  s3 = i8x16.swizzle(s3, fm);
-  s4 = i8x16.swizzle(s4, fm);
-  s5 = i8x16.swizzle(s5, fm);
-  s6 = i8x16.swizzle(s6, fm);
-  s7 = i8x16.swizzle(s7, fm);
+  s0 = swz(s0, fm);
+  s1 = swz(s1, fm);
+  s2 = swz(s2, fm);
+  s3 = swz(s3, fm);
+  s4 = swz(s4, fm);
+  s5 = swz(s5, fm);
+  s6 = swz(s6, fm);
+  s7 = swz(s7, fm);
 
   // Transpose back (the swap-move layers in reverse order; each layer is its own inverse).
   // Register b_j must again hold bit 7-j: the inverse takes the planes in reverse order.
@@ -475,7 +485,7 @@ export function aes_expand(rk: usize, key: usize, keyLen: i32, tmp: usize): i32 
   for (let r = 0; r <= nr; r++) {
     let kb = v128.load(tmp + (<usize>r << 4));
     if (r > 0) kb = v128.xor(kb, c63); // the S-box NOTs, folded in
-    kb = i8x16.swizzle(kb, v128.load(KEY_MASKS + (<usize>(r & 3) << 4))); // the drifted byte order
+    kb = swz(kb, v128.load(KEY_MASKS + (<usize>(r & 3) << 4))); // the drifted byte order
     for (let i = 0; i < 8; i++) {
       const one: i32 = 1 << i;
       const bit = i8x16.splat(<i8>one);

@@ -21,6 +21,16 @@
 // big-endian u64 words, hi = bytes 0..7 and lo = bytes 8..15, in GHASH's bit-reflected convention.
 
 /** Bytes of the GHASH key (H^1..H^4, 192 bytes each). */
+/**
+ * i8x16.swizzle, or i8x16.relaxed_swizzle in the relaxed-SIMD build: every index used here is
+ * 0..15, where both give the same result; the relaxed form is a bare pshufb/tbl (plain swizzle
+ * adds a saturating add per use on x86 to zero out-of-range lanes).
+ */
+@inline function swz(a: v128, s: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i8x16.relaxed_swizzle(a, s);
+  return i8x16.swizzle(a, s);
+}
+
 export const GHASH_KEY_BYTES: i32 = 768;
 const POWER_BYTES: usize = 192;
 
@@ -304,14 +314,14 @@ export function ghash16_absorb_rows(tables: usize, y: usize, rows: usize, tmp: u
   for (let t: usize = 0; t < 32; t++) {
     const n = v128.load(nib + (t << 4));
     const tp = tables + (t << 8);
-    r0 = v128.xor(r0, i8x16.swizzle(v128.load(tp, 0), n));
-    r1 = v128.xor(r1, i8x16.swizzle(v128.load(tp, 16), n));
-    r2 = v128.xor(r2, i8x16.swizzle(v128.load(tp, 32), n));
-    r3 = v128.xor(r3, i8x16.swizzle(v128.load(tp, 48), n));
-    r4 = v128.xor(r4, i8x16.swizzle(v128.load(tp, 64), n));
-    r5 = v128.xor(r5, i8x16.swizzle(v128.load(tp, 80), n));
-    r6 = v128.xor(r6, i8x16.swizzle(v128.load(tp, 96), n));
-    r7 = v128.xor(r7, i8x16.swizzle(v128.load(tp, 112), n));
+    r0 = v128.xor(r0, swz(v128.load(tp, 0), n));
+    r1 = v128.xor(r1, swz(v128.load(tp, 16), n));
+    r2 = v128.xor(r2, swz(v128.load(tp, 32), n));
+    r3 = v128.xor(r3, swz(v128.load(tp, 48), n));
+    r4 = v128.xor(r4, swz(v128.load(tp, 64), n));
+    r5 = v128.xor(r5, swz(v128.load(tp, 80), n));
+    r6 = v128.xor(r6, swz(v128.load(tp, 96), n));
+    r7 = v128.xor(r7, swz(v128.load(tp, 112), n));
   }
   v128.store(y, r0, 0);
   v128.store(y, r1, 16);
