@@ -292,7 +292,7 @@ export class VtepEngine extends EventEmitter {
         `options.encryption.encap must be "ip" or "udp", got "${String(encap)}"`,
       );
     }
-    if (encap === 'ip' && !isIPv4(local)) {
+    if (enc && encap === 'ip' && !isIPv4(local)) {
       throw new VxError(
         'ERR_ESP_CONFIG',
         'ESP as IP protocol 50 needs an IPv4 options.local (encap "udp" for IPv6)',
