@@ -1,8 +1,9 @@
 // AES-GCM (NIST SP 800-38D) over batches of messages, in place, 96-bit nonces, tags of 16/12/8 bytes.
 //
 // Owns the mode: counter blocks, the order of AES and GHASH, tags. The primitives are aes.ts
-// (bitsliced AES, 8 blocks per call) and ghash.ts (constant-time GHASH: one message with 4 blocks
-// per reduction, or 16 messages at once through swizzle tables);
+// (bitsliced AES, 8 blocks per call) and ghash.ts (constant-time GHASH: 16 messages at once through
+// swizzle tables; a message alone in the same lanes, 16 of its blocks at once, when it has at
+// least LONG_BLOCKS blocks; else 4 blocks per reduction with integer multiplies);
 // both are constant-time, and this file adds no secret-dependent branch or index: the tag check ORs
 // the XOR of all tag bytes and only the final pass/fail (which the caller learns anyway) is branched on.
 //

@@ -15,7 +15,9 @@
 // blocks. The H parts (masked, bit-reversed) are precomputed once per key.
 //
 // Batches of 16 messages use the second technique at the end of this file (4-bit tables looked up
-// with i8x16.swizzle, 16 messages in the 16 lanes), about three times faster per byte.
+// with i8x16.swizzle, 16 messages in the 16 lanes), about three times faster per byte. A long
+// message hashed alone uses it too, with lanes = its blocks 16 apart and tables for H^16
+// (`ghash_power16`; gcm.ts combines the 16 lanes with the scalar path at the end).
 //
 // Values: a GHASH state or block travels as a v128 in memory byte order. Internally a block is two
 // big-endian u64 words, hi = bytes 0..7 and lo = bytes 8..15, in GHASH's bit-reflected convention.
@@ -226,8 +228,9 @@ export function ghash_lengths(hk: usize, y: v128, aadLen: usize, textLen: usize)
 // nibble t, times H: 32 x 16 entries of 16 bytes per key, stored as byte planes (plane (t, b),
 // lane n = byte b of T_t[n]). One i8x16.swizzle looks byte b of T_t up for all 16 lanes at once.
 // The index of a swizzle is secret here, which is still constant-time: swizzle lowers to a single
-// vector permute (V8 emits paddusb + pshufb on x86, tbl on ARM) whose timing does not depend on the
-// index values, and the planes are read at fixed addresses. About 2 cycles per byte against 6 for the scalar path.
+// vector permute (V8 emits paddusb + pshufb on x86, tbl on ARM; the relaxed-SIMD build a bare
+// pshufb) whose timing does not depend on the index values, and the planes are read at fixed
+// addresses. About 2 cycles per byte against 6 for the scalar path.
 
 /** Bytes of the 16-lane tables (32 nibble positions x 16 byte planes x 16 entries). */
 export const GHASH16_TABLE_BYTES: i32 = 8192;
