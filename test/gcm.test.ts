@@ -6,7 +6,9 @@
 // - 10,000 random cases against node:crypto in both directions (vxnet seals and OpenSSL opens, and
 //   the reverse), every tag length, key sizes 128/256, AAD 0-64 B, texts 0-9000 B (mostly small).
 // - Tampering with ciphertext, tag, AAD or nonce is rejected and leaves no plaintext behind.
+// - The plain WASM build (the suite itself runs the relaxed-SIMD one where V8 has it) agrees too.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -225,6 +227,45 @@ test('16-message GHASH groups (equal-size batches) match node:crypto, incl. shar
       assert.ok(forged ? text.every((x) => x === 0) : text.equals(m.pt), `size ${size} message ${i} opened`);
     }
   }
+});
+
+test('the plain WASM build (VXNET_WASM_RELAXED=0) seals and opens like node:crypto too', () => {
+  // The suite runs on build/vxnet.relaxed.wasm where V8 allows it (src/wasm/module.ts); this runs
+  // the plain build's AES-GCM in a child process: long and short texts, alone and in groups of 16.
+  const script = `
+    import crypto from 'node:crypto';
+    import { GcmBatch } from './src/crypto/batch.ts';
+    import { GcmKey, openBatch, sealBatch } from './src/crypto/gcm.ts';
+    let checked = 0;
+    for (const [size, slots] of [[0, 1], [100, 3], [1400, 1], [1400, 16], [4000, 2], [9000, 1]]) {
+      const raw = crypto.randomBytes(16);
+      const key = GcmKey.create(raw);
+      const batch = new GcmBatch({ slots, maxText: 9000 });
+      const msgs = Array.from({ length: slots }, (_, i) => {
+        const m = { nonce: crypto.randomBytes(12), aad: crypto.randomBytes(8), pt: crypto.randomBytes(size) };
+        batch.set(i, { nonce: m.nonce, aad: m.aad, text: m.pt, tagLength: 16 });
+        return m;
+      });
+      if (sealBatch(key, batch.descs, slots) !== 0) throw new Error('seal failed');
+      for (const [i, m] of msgs.entries()) {
+        const c = crypto.createCipheriv('aes-128-gcm', raw, m.nonce);
+        c.setAAD(m.aad);
+        const want = Buffer.concat([c.update(m.pt), c.final(), c.getAuthTag()]);
+        const got = Buffer.concat([batch.text(i, size), batch.tag(i, size, 16)]);
+        if (!got.equals(want)) throw new Error('size ' + size + ' message ' + i + ' differs');
+        checked++;
+      }
+      if (openBatch(key, batch.descs, slots) !== 0) throw new Error('open failed');
+    }
+    console.log(JSON.stringify({ checked }));
+  `;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    env: { ...process.env, VXNET_WASM_RELAXED: '0' },
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { checked: number };
+  assert.equal(out.checked, 1 + 3 + 1 + 16 + 2 + 1);
 });
 
 test('tampered ciphertext, tag, AAD or nonce is rejected and leaves no plaintext', () => {
