@@ -66,6 +66,9 @@ export const daemon: Command = {
   async run(p, ctx) {
     positionals(p, this, []);
     const outer = parentMountNs();
+    // glibc read it at start (bin/vxnet.js sets it for the daemon's RSS); containers and helpers
+    // started from here get the default, as without vxnet.
+    if (outer === undefined) delete process.env.MALLOC_ARENA_MAX;
     if (outer !== undefined) return rerunIn(outer);
     const { DEFAULT_PORT_KIND, DEFAULT_STATE_DIR, PORT_KINDS, startDaemon } = await import(
       '../daemon/daemon.js'
