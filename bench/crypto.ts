@@ -20,6 +20,7 @@
 // (/proc/cpuinfo): that figure does not depend on how much of the machine other jobs take.
 // Compare ratios within one run, not absolute figures across runs.
 //
+// The WASM build in use (relaxed-SIMD or plain, src/wasm/module.ts) is noted on stderr.
 // Usage: npm run bench:crypto [-- --json] [-- --only 64,1400] [-- --no-pool]
 import crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -27,6 +28,7 @@ import { availableParallelism } from 'node:os';
 import { GcmBatch } from '../src/crypto/batch.js';
 import { GcmKey, openBatch, sealBatch } from '../src/crypto/gcm.js';
 import { GcmPool } from '../src/crypto/pool.js';
+import { wasmBuild } from '../src/wasm/module.js';
 import { median, note, record, report } from './lib.js';
 
 const SIZES = [64, 512, 1400, 9000];
@@ -157,6 +159,7 @@ function cpuHz(): number | undefined {
   }
 }
 
+note(`WASM build: ${wasmBuild()} (VXNET_WASM_RELAXED=0 selects the plain one)`);
 const threads = availableParallelism();
 const pool = withPool ? new GcmPool({ threads }) : undefined;
 const hz = cpuHz();

@@ -35,6 +35,7 @@ import { Esp } from '../src/crypto/esp.js';
 import { EspHelpers, EspSplitSealer, espSplitRegions } from '../src/crypto/esp-split.js';
 import { GcmKey, openBatch, sealBatch } from '../src/crypto/gcm.js';
 import { PacketBatch } from '../src/io/batch.js';
+import { wasmBuild } from '../src/wasm/module.js';
 import { median, note, record, report } from './lib.js';
 
 const SIZES = [64, 1400];
@@ -143,6 +144,7 @@ const CASES = [
   { bench: 'esp-seal', open: false },
 ];
 
+note(`WASM build: ${wasmBuild()} (VXNET_WASM_RELAXED=0 selects the plain one)`);
 for (const { bench, open } of CASES) {
   for (const size of SIZES) {
     const impls = [

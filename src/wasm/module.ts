@@ -32,6 +32,7 @@ export interface WasmCore {
 }
 
 let compiled: WebAssembly.Module | undefined;
+let compiledBuild: 'relaxed' | 'plain' | 'debug' = 'plain';
 let mainCore: WasmCore | undefined;
 
 /** The path of the release build; `VXNET_WASM=debug` selects the debug build. */
@@ -69,13 +70,21 @@ export function wasmModule(): WebAssembly.Module {
   if (!compiled) {
     let bytes: Buffer;
     try {
-      bytes = relaxedBytes() ?? readFileSync(wasmPath());
+      const relaxed = relaxedBytes();
+      compiledBuild = relaxed ? 'relaxed' : process.env.VXNET_WASM === 'debug' ? 'debug' : 'plain';
+      bytes = relaxed ?? readFileSync(wasmPath());
     } catch (cause) {
       throw new VxError('ERR_WASM_MISSING', `cannot read ${wasmPath()}: run "npm run build:wasm"`, { cause });
     }
     compiled = new WebAssembly.Module(new Uint8Array(bytes));
   }
   return compiled;
+}
+
+/** Which build this thread compiled (after the first `wasmModule()`): for benchmark notes. */
+export function wasmBuild(): 'relaxed' | 'plain' | 'debug' {
+  wasmModule();
+  return compiledBuild;
 }
 
 /** Instantiates the module on `memory` (a new shared memory when omitted). */
