@@ -79,3 +79,39 @@ test('ip through the helper in a named namespace: forked inside it (setns), the 
     (e: unknown) => e instanceof KernelError && e.code === 'ERR_NETNS_NOT_FOUND',
   );
 });
+
+test('spawner: detached processes started by the helper report pid and exit, and outlive it', async (t) => {
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(join(tmpdir(), 'vxsp-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const s = new Spawner();
+  t.after(() => s.close());
+  // A running detached process does not hold the event loop (a daemon's server does): the test does.
+  const keep = setInterval(() => undefined, 1000);
+  t.after(() => clearInterval(keep));
+  const start = (argv: string[], logFile: string) => {
+    let exited!: (c: number | undefined) => void;
+    const exit = new Promise<number | undefined>((r) => {
+      exited = r;
+    });
+    const pid = new Promise<number>((resolve, reject) =>
+      s.spawnDetached(argv, { logFile }, { started: (e, p) => (e ? reject(e) : resolve(p)), exited }),
+    );
+    return { pid, exit };
+  };
+  const a = start(['sh', '-c', 'echo out; echo err >&2; exit 3'], join(dir, 'a.log'));
+  assert.ok((await a.pid) > 0);
+  assert.equal(await a.exit, 3);
+  assert.equal(readFileSync(join(dir, 'a.log'), 'utf8'), 'out\nerr\n');
+  await assert.rejects(start(['/nonexistent/tool'], join(dir, 'b.log')).pid);
+  // The helper dies: the long-running process goes on, its exit is reported unknown.
+  const c = start(['sleep', '30'], join(dir, 'c.log'));
+  const pid = await c.pid;
+  const helperPid = Number((await call(s, ['sh', '-c', 'echo $PPID'])).stdout);
+  process.kill(helperPid, 'SIGKILL');
+  assert.equal(await c.exit, undefined);
+  assert.doesNotThrow(() => process.kill(pid, 0), 'it outlived the helper');
+  process.kill(pid, 'SIGKILL');
+});

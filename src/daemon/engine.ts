@@ -214,6 +214,16 @@ export class Engine {
     return this.knownNetworks;
   }
 
+  /**
+   * A network by id as last listed (listing again only for an id not known yet): for lookups that
+   * run on every store event (the peer table's), which need no fresher view than that.
+   */
+  async networkById(id: string): Promise<NetworkRecord | undefined> {
+    return (
+      this.knownNetworks.find((n) => n.id === id) ?? (await this.listNetworks()).find((n) => n.id === id)
+    );
+  }
+
   /** findNetwork, answered from the last listing when it knows the name (the create's compare checks it). */
   private async networkRev(ref: string): Promise<{ net: NetworkRecord; modRevision: number }> {
     const known = this.netRevs.get(ref);
@@ -513,7 +523,8 @@ export class Engine {
         { ct, modRevision },
       );
       t('update');
-      p.exited.then((code) => this.onExit(running, code));
+      // No exit to hear (the spawn helper died): poll it like an adopted container.
+      p.exited.then((code) => (code === undefined ? this.adopt(running) : this.onExit(running, code)));
       this.log.info({ container: ct.name, pid: p.pid, cmd: ct.cmd }, 'container started');
       this.log.debug({ container: ct.name, ms: t.done() }, 'start timing');
       return running;
@@ -848,8 +859,9 @@ export class Engine {
     const ckey = containerKey(ct.name);
     const name = o.net.net.name;
     const nkey = networkKey(name);
+    // Only an active network may be trusted: one marked 'deleting' has had its endpoints counted.
     let known: { net: NetworkRecord; modRevision: number } | undefined =
-      o.net.modRevision > 0 ? o.net : undefined;
+      o.net.modRevision > 0 && o.net.net.state === 'active' ? o.net : undefined;
     for (let attempt = 0; attempt < 64; attempt++) {
       // The first try trusts what this daemon knows (the network as last read, the subnet's
       // addresses it has seen, a new name free); the compares check all of it. A lost race

@@ -1,8 +1,8 @@
 // Container processes: starting a command inside a container's namespace and knowing whether it
 // still runs, also after the daemon itself was restarted.
 //
-// Owns: spawn (ip netns exec NS CMD, detached, output to a log file in the state dir) and
-// liveness. `ip netns exec` rather than `nsenter --net`: it also mounts /etc/netns/NS/resolv.conf
+// Owns: spawn (ip netns exec NS CMD, detached, output to a log file in the state dir; forked by
+// the spawn helper when the daemon runs one) and liveness. `ip netns exec` rather than `nsenter --net`: it also mounts /etc/netns/NS/resolv.conf
 // (the embedded DNS resolver's, names.ts) over /etc/resolv.conf for the container's processes.
 // A container's process must outlive a daemon crash (the daemon is the
 // control plane, not the parent that keeps containers alive), so it runs in its own process
@@ -12,12 +12,16 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { VxError } from '../errors.js';
+import { spawnHelper } from '../kernel/exec.js';
 
 export interface Spawned {
   pid: number;
   start: number;
-  /** Resolves with the exit code (128 + signal number when killed) while this daemon is the parent. */
-  exited: Promise<number>;
+  /**
+   * Resolves with the exit code (128 + signal number when killed) while this daemon (or its spawn
+   * helper) is the parent; undefined when that parent went away first: poll it (isAlive) instead.
+   */
+  exited: Promise<number | undefined>;
 }
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
@@ -27,9 +31,34 @@ export async function spawnInContainer(o: {
   cmd: string[];
   logFile: string;
 }): Promise<Spawned> {
+  const argv = ['ip', 'netns', 'exec', o.netns, ...o.cmd];
+  const helper = spawnHelper();
+  if (helper) {
+    // Forked by the helper: forking the daemon itself blocks it for tens of ms (spawner.ts).
+    let exited!: (code: number | undefined) => void;
+    const exit = new Promise<number | undefined>((resolve) => {
+      exited = resolve;
+    });
+    const pid = await new Promise<number>((resolve, reject) =>
+      helper.spawnDetached(
+        argv,
+        { logFile: o.logFile },
+        {
+          started: (err, pid) =>
+            err
+              ? reject(
+                  new VxError('ERR_SPAWN', `could not start ${o.cmd[0]} in "${o.netns}": ${err.message}`),
+                )
+              : resolve(pid),
+          exited,
+        },
+      ),
+    );
+    return { pid, start: startTime(pid) ?? 0, exited: exit };
+  }
   const out = openSync(o.logFile, 'a', 0o600);
   try {
-    const child = spawn('ip', ['netns', 'exec', o.netns, ...o.cmd], {
+    const child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       stdio: ['ignore', out, out],
     });

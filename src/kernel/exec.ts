@@ -124,6 +124,11 @@ export function useSpawnHelper(): () => void {
   };
 }
 
+/** The spawn helper when one was started (useSpawnHelper), for long-running processes (procs.ts). */
+export function spawnHelper(): Spawner | undefined {
+  return helper;
+}
+
 function spawnTool(argv: string[], opts: RunOptions, inNetns?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const done = (err: Error | null, stdout: string, stderr: string) => {

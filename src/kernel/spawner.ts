@@ -20,7 +20,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 
 const HELPER = `
-const { execFile } = require('node:child_process');
+const { execFile, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const out = (m) => process.stdout.write(JSON.stringify(m) + '\\n');
 let setns;
@@ -55,6 +55,23 @@ function inNetns(q) {
     fs.closeSync(fd);
   }
 }
+// A long-running process (a container's): its own process group, output to a file, no pipe to
+// anything here, so it outlives this helper; its pid now, its exit code when it ends.
+function detached(q) {
+  let fd;
+  try {
+    fd = fs.openSync(q.logFile, 'a', 0o600);
+    const c = spawn(q.argv[0], q.argv.slice(1), { detached: true, stdio: ['ignore', fd, fd] });
+    c.once('spawn', () => out({ id: q.id, pid: c.pid }));
+    c.once('error', (e) => out({ id: q.id, error: e.message, stdout: '', stderr: '' }));
+    c.once('exit', (code, signal) => out({ id: q.id, exit: code === null ? 128 + (SIGNALS[signal] || 0) : code }));
+  } catch (e) {
+    out({ id: q.id, error: e.message, stdout: '', stderr: '' });
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 let buf = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (d) => {
@@ -63,6 +80,10 @@ process.stdin.on('data', (d) => {
   while ((i = buf.indexOf('\\n')) >= 0) {
     const q = JSON.parse(buf.slice(0, i));
     buf = buf.slice(i + 1);
+    if (q.detached) {
+      detached(q);
+      continue;
+    }
     const c =
       q.netns === undefined
         ? exec(q, q.argv)
@@ -82,6 +103,16 @@ interface Answer {
   error: string | null;
   stdout: string;
   stderr: string;
+  /** A detached process started (its pid), or ended (its exit code, 128 + signal when killed). */
+  pid?: number;
+  exit?: number;
+}
+
+/** What spawnDetached's caller hears: the pid once started, the exit code when it ends. */
+export interface DetachedWatch {
+  started(err: Error | null, pid: number): void;
+  /** The exit code, or undefined when the helper died first (the exit can no longer be seen). */
+  exited(code: number | undefined): void;
 }
 
 type Done = (err: Error | null, stdout: string, stderr: string) => void;
@@ -90,6 +121,9 @@ export class Spawner {
   private child?: ChildProcess;
   private next = 1;
   private readonly pending = new Map<number, Done>();
+  /** Detached processes started through the helper whose exit has not been reported yet. */
+  private readonly running = new Map<number, DetachedWatch>();
+  private readonly starting = new Map<number, DetachedWatch>();
   private closed = false;
 
   /**
@@ -102,17 +136,39 @@ export class Spawner {
     // Referenced while commands are in flight, so a process waiting on one does not exit.
     if (this.pending.size === 0) this.ref(child, true);
     this.pending.set(id, (err, stdout, stderr) => {
-      if (this.pending.size === 0 && this.child === child) this.ref(child, false);
+      if (this.pending.size === 0 && this.starting.size === 0 && this.child === child) this.ref(child, false);
       done(err, stdout, stderr);
     });
     const q = { id, argv, input: o.input, timeoutMs: o.timeoutMs, netns: o.netns };
     child.stdin!.write(`${JSON.stringify(q)}\n`);
   }
 
+  /**
+   * Starts a long-running command from the helper (not forking the caller): detached, in its own
+   * process group, stdout and stderr appended to `logFile`. It outlives the helper and the caller.
+   */
+  spawnDetached(argv: string[], o: { logFile: string }, watch: DetachedWatch): void {
+    const child = this.ensure();
+    const id = this.next++;
+    if (this.pending.size === 0 && this.starting.size === 0) this.ref(child, true);
+    this.starting.set(id, watch);
+    child.stdin!.write(`${JSON.stringify({ id, argv, detached: true, logFile: o.logFile })}\n`);
+  }
+
   close(): void {
     this.closed = true;
     this.child?.stdin?.end();
     this.child = undefined;
+  }
+
+  private detachedAnswer(child: ChildProcess, a: Answer, w: DetachedWatch): void {
+    if (this.starting.delete(a.id)) {
+      if (a.pid !== undefined) this.running.set(a.id, w);
+      if (this.pending.size === 0 && this.starting.size === 0 && this.child === child) this.ref(child, false);
+      w.started(a.pid === undefined ? new Error(a.error ?? 'not started') : null, a.pid ?? 0);
+      if (a.exit === undefined) return;
+    }
+    if (a.exit !== undefined && this.running.delete(a.id)) w.exited(a.exit);
   }
 
   private ref(child: ChildProcess, on: boolean): void {
@@ -140,10 +196,15 @@ export class Spawner {
       while (i >= 0) {
         const a = JSON.parse(buf.slice(0, i)) as Answer;
         buf = buf.slice(i + 1);
+        i = buf.indexOf('\n');
+        const w = this.starting.get(a.id) ?? this.running.get(a.id);
+        if (w) {
+          this.detachedAnswer(child, a, w);
+          continue;
+        }
         const done = this.pending.get(a.id);
         this.pending.delete(a.id);
         done?.(a.error === null ? null : new Error(a.error), a.stdout, a.stderr);
-        i = buf.indexOf('\n');
       }
     });
     child.stdin!.on('error', () => undefined);
@@ -153,6 +214,14 @@ export class Spawner {
       for (const [id, done] of this.pending) {
         this.pending.delete(id);
         done(err, '', '');
+      }
+      for (const [id, w] of this.starting) {
+        this.starting.delete(id);
+        w.started(err, 0);
+      }
+      for (const [id, w] of this.running) {
+        this.running.delete(id);
+        w.exited(undefined);
       }
     });
     this.child = child;
