@@ -1,6 +1,6 @@
 // A daemon started while its etcd is down: it starts anyway, serves the API saying the store is
 // unavailable (calls that need it fail with ERR_STORE_UNAVAILABLE), keeps the containers it had,
-// and when the test starts etcd again it reconciles, adopts them, re-makes their VXLAN port and
+// brings their VXLAN port back with the remote endpoints it last had (local state), and when the test starts etcd again it reconciles, adopts them, re-makes their VXLAN port and
 // joins the cluster (its membership record appears), after which new containers reach the old.
 
 import assert from 'node:assert/strict';
@@ -12,6 +12,8 @@ import { createHost, pings, root, until } from './daemon-host.js';
 
 const skip = root ? false : 'needs root (network namespaces)';
 const HOST_IP = '192.168.200.1';
+const REMOTE_IP = '10.124.0.200';
+const REMOTE_MAC = '02:42:0a:7c:00:c8';
 
 interface Ct {
   Id: string;
@@ -45,7 +47,7 @@ test('daemon started while etcd is down serves, then adopts and joins when etcd 
   etcd = await startStore();
   const dataDir = etcd.dataDir;
   await h.start({}, { args });
-  await h.client.call('POST', '/networks/create', {
+  const net = await h.client.call<{ Id: string }>('POST', '/networks/create', {
     Name: 'late',
     Internal: true,
     IPAM: { Config: [{ Subnet: '10.124.0.0/24' }] },
@@ -56,6 +58,19 @@ test('daemon started while etcd is down serves, then adopts and joins when etcd 
   });
   await h.client.call('POST', '/containers/c1/start');
   const before = await h.client.call<Ct>('GET', '/containers/c1/json');
+  // An endpoint of another host (a record as its daemon publishes it), now in the datapath.
+  const peer = {
+    host: 'tremote',
+    networkId: net.Id,
+    endpointId: 'ep0',
+    ip: REMOTE_IP,
+    mac: REMOTE_MAC,
+    vtep: '192.168.200.9',
+  };
+  await etcdctl(['put', `/vxnet/peers/${net.Id}/ep0`, JSON.stringify(peer)], { endpoint, netns: h.ns });
+  await until('the remote endpoint programmed', async () =>
+    (await h.client.call<{ mac: string }[]>('GET', '/fdb?network=late')).some((r) => r.mac === REMOTE_MAC),
+  );
   h.daemon!.kill('SIGTERM');
   await h.exited();
   await etcd.stop({ keepData: true });
@@ -72,6 +87,15 @@ test('daemon started while etcd is down serves, then adopts and joins when etcd 
     isVxError(e, 'ERR_STORE_UNAVAILABLE'),
   );
   assert.equal(h.daemon!.exitCode, null, 'the daemon keeps running');
+  // The datapath is back from local state: the port exists and its ARP proxy answers for the
+  // remote endpoint with the MAC it had (the ping itself goes nowhere: no such host).
+  const sandbox = (await h.namespaces()).find((n) => n.startsWith(`vxsb-${h.hostId}-`));
+  assert.ok(sandbox, 'the network sandbox is still there');
+  await execInNetns(sandbox, 'ip', ['link', 'show', 'vxtap0']);
+  await execInNetns(before.Netns, 'ping', ['-c', '1', '-W', '1', REMOTE_IP]).catch(() => undefined);
+  const neigh = await execInNetns(before.Netns, 'ip', ['neigh', 'show', REMOTE_IP]);
+  assert.match(neigh, new RegExp(REMOTE_MAC), 'the ARP proxy answered from the restored table');
+  assert.equal((await h.client.call<Info>('GET', '/info')).StoreStatus, 'unavailable');
 
   // etcd comes back: the daemon finishes its start on its own.
   etcd = await startStore(dataDir);
@@ -90,9 +114,7 @@ test('daemon started while etcd is down serves, then adopts and joins when etcd 
     netns: h.ns,
   });
   assert.match(members, new RegExp(`/vxnet/members/${h.hostId}`), 'joined: membership record on a lease');
-  const sandbox = (await h.namespaces()).find((n) => n.startsWith(`vxsb-${h.hostId}-`));
-  assert.ok(sandbox, 'the network sandbox is still there');
-  await until('the VXLAN port made again', async () =>
+  await until('the VXLAN port there', async () =>
     execInNetns(sandbox, 'ip', ['link', 'show', 'vxtap0']).then(
       () => true,
       () => false,

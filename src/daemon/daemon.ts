@@ -10,6 +10,8 @@
 // /info says StoreStatus "unavailable", calls that need the store answer ERR_STORE_UNAVAILABLE,
 // and the store-backed steps (reconcile onwards) run in the background from where they failed
 // until the store answers; then the daemon adopts its containers and joins as on a normal start.
+// Meanwhile the VXLAN ports of the networks whose sandbox is still here are made again from
+// what the datapath last had (datapath-cache.ts), so overlay traffic goes on.
 // Shutdown: stop accepting, let queued mutations finish, close the ports and the store, remove the
 // socket. Kernel state stays: containers keep running and a restart adopts them.
 // The store and the ports are injected (`store`, `ports`): issue 6's `--cluster-store etcd://`
@@ -36,6 +38,7 @@ import { openEmbeddedStore } from '../store/embedded.js';
 import type { Store } from '../store/store.js';
 import type { EspEncap } from '../vtep/engine.js';
 import { createApi } from './api.js';
+import { DatapathCache } from './datapath-cache.js';
 import { Engine } from './engine.js';
 import { KernelVxlanPorts } from './kernel-vxlan.js';
 import { KeyManager } from './keys.js';
@@ -242,6 +245,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     keyFile: join(stateDir, 'keys.json'),
     apply: (k) => ports.applyKeys?.(k),
   });
+  const cache = new DatapathCache(join(stateDir, 'datapath.json'), log);
   const peers = new PeerTable({
     store,
     ports,
@@ -250,8 +254,14 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     localPort: async (id) => {
       const net = await engine.networkById(id);
       const ref = net && engine.plumbing.portRef(net);
-      return ref && netnsExists(ref.sandbox) ? ref : undefined;
+      if (!net || !ref || !netnsExists(ref.sandbox)) {
+        cache.drop(id);
+        return undefined;
+      }
+      cache.spec({ ...ref, bridge: 'br0', mtu: engine.mtuOf(net), encrypted: net.encrypted });
+      return ref;
     },
+    onApplied: (ref, table) => cache.applied(ref, table),
   });
   engine.onSandbox = (id) => peers.touch(id);
   let reconciled: ReconcileReport = emptyReport();
@@ -283,8 +293,11 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   try {
     // A store that is down at start is not fatal: the API answers (saying so) and the rest of
     // the start runs when the store returns. Any other failure is.
-    if (!(await joining.first()))
-      log.warn('cluster store unavailable: serving the API; joining when it returns');
+    if (!(await joining.first())) {
+      // Forward on what the datapath had until the store answers (the reconcile then redoes it).
+      const restored = await cache.restore(ports);
+      log.warn({ restored }, 'cluster store unavailable: serving the API; joining when it returns');
+    }
     await claimSocket(socket);
   } catch (e) {
     clearInterval(poll);
@@ -316,6 +329,7 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
   const close = () => {
     closing ??= (async () => {
       await joining.stop();
+      cache.flush();
       await shutdown({ server, poll, engine, peers, membership, keys, names, ports, store, socket, log });
     })();
     return closing;

@@ -26,6 +26,8 @@ export interface PeerTableOptions {
   log: Logger;
   /** The port reference of a network id, or undefined when it has no sandbox on this host. */
   localPort(networkId: string): Promise<PortRef | undefined>;
+  /** Told each table once the port holds it (the daemon keeps it for a start without the store). */
+  onApplied?(ref: PortRef, table: RemoteEndpoint[]): void;
 }
 
 export class PeerTable {
@@ -127,6 +129,7 @@ export class PeerTable {
         if (this.applied.get(id) === text) continue;
         await this.o.ports.setRemotes(ref, table);
         this.applied.set(id, text);
+        this.o.onApplied?.(ref, table);
         this.o.log.debug({ network: id, remotes: table.length }, 'remote endpoints applied');
       } catch (e) {
         this.o.log.error({ err: e, network: id }, 'could not apply remote endpoints; retrying');
