@@ -215,13 +215,14 @@ export class Engine {
   }
 
   /**
-   * A network by id as last listed (listing again only for an id not known yet): for lookups that
-   * run on every store event (the peer table's), which need no fresher view than that.
+   * A network by id, from a fresh listing. Fresh on purpose: the peer table's applier looks its
+   * networks up here, and while the store does not answer the lookup must fail so the applier
+   * keeps the last table it applied (a cached answer let it apply changes half-seen during a
+   * partition: cluster test). Listing per applied change costs an RPC; a cheaper way needs that
+   * guarantee kept.
    */
   async networkById(id: string): Promise<NetworkRecord | undefined> {
-    return (
-      this.knownNetworks.find((n) => n.id === id) ?? (await this.listNetworks()).find((n) => n.id === id)
-    );
+    return (await this.listNetworks()).find((n) => n.id === id);
   }
 
   /** findNetwork, answered from the last listing when it knows the name (the create's compare checks it). */
