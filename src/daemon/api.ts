@@ -102,7 +102,11 @@ export function statusOf(code: string): number {
   if (code.endsWith('_NOT_FOUND') || code === 'ERR_NO_SUCH_ROUTE') return 404;
   if (code === 'ERR_METHOD_NOT_ALLOWED') return 405;
   if (code === 'ERR_STORE_UNAVAILABLE') return 503;
-  if (/_IN_USE$|_ALIVE$|_EXISTS$|_RUNNING$|_STATE$|_OVERLAP$|_EXHAUSTED$|_FULL$|_CONFLICT$|_AMBIGUOUS$/.test(code))
+  if (
+    /_IN_USE$|_ALIVE$|_EXISTS$|_RUNNING$|_STATE$|_OVERLAP$|_EXHAUSTED$|_FULL$|_CONFLICT$|_AMBIGUOUS$/.test(
+      code,
+    )
+  )
     return 409;
   if (/^ERR_(BAD_|IP_|VNI_OUT|IPAM_NEEDS|INVALID)/.test(code)) return 400;
   return 500;
