@@ -139,6 +139,10 @@ test('two containers on one network ping by IP; plumbing as in the seeds', { ski
     .map((x) => Number(x).toString(16).padStart(2, '0'));
   assert.equal(eth0?.mac, `02:42:${bytes.join(':')}`);
   assert.equal(eth0?.mtu, 1450);
+  // No IPv6 on the endpoint's veth ends: their DAD/RS/MLD multicast would be flooded to every
+  // container of the network on every host (the overlay is IPv4).
+  const v6 = await ip(['-6', '-o', 'addr', 'show', 'dev', 'eth0'], { netns: a.Netns, action: 'addr' });
+  assert.equal(v6.trim(), '', `eth0 has no IPv6 address: ${v6}`);
   // The sandbox: br0 with the gateway address, and as the VXLAN port vxnet's TAP (the default
   // port kind) on br0 with the overlay MTU, served by the daemon's datapath for the network's VNI.
   const sandbox = (await h.namespaces()).find((n) => n.startsWith('vxsb-'))!;
@@ -158,6 +162,8 @@ test('two containers on one network ping by IP; plumbing as in the seeds', { ski
   assert.equal(tap?.mtu, net.MTU);
   assert.equal(net.MTU, 1450);
   assert.ok(!links.some((l) => l.linkinfo?.info_kind === 'vxlan'), 'no kernel vxlan port');
+  const ports6 = await ip(['-6', '-o', 'addr', 'show'], { netns: sandbox, action: 'addr' });
+  assert.ok(!/ vp[0-9a-f]+ /.test(ports6), `the bridge ports of endpoints have no IPv6 address: ${ports6}`);
   assert.equal((await api<{ OverlayPorts: string }>('GET', '/info')).OverlayPorts, 'vxnet-tap');
   // The datapath serves the VNI: the ARP broadcasts a and b sent crossed br0 into the TAP, and the
   // engine counted them as dropped for lack of peers (the network is on this host only).

@@ -1,7 +1,7 @@
 // Container processes: starting a command inside a container's namespace and knowing whether it
 // still runs, also after the daemon itself was restarted.
 //
-// Owns: spawn (ip netns exec NS CMD in a private mount namespace, detached, output to a log file in the state dir; forked by
+// Owns: spawn (ip netns exec NS CMD, detached, output to a log file in the state dir; forked by
 // the spawn helper when the daemon runs one) and liveness. `ip netns exec` rather than `nsenter --net`: it also mounts /etc/netns/NS/resolv.conf
 // (the embedded DNS resolver's, names.ts) over /etc/resolv.conf for the container's processes.
 // A container's process must outlive a daemon crash (the daemon is the
@@ -26,32 +26,12 @@ export interface Spawned {
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
-/**
- * `ip netns exec` leaves its mount namespace a slave of the host's, so every later `ip netns add`
- * or `del` on the host (a mount under /run/netns) is propagated into every running container:
- * work that grew with the number of containers (bench:cp's creation rate halved from 0 to 1000
- * endpoints). The container's command therefore runs in a private copy of that namespace (its
- * /etc/resolv.conf bind is kept), with the host's /run/netns mounts detached from it; `exec`
- * keeps the pid the daemon recorded.
- */
-const PRIVATE_MOUNTS = [
-  'unshare',
-  '--mount',
-  '--propagation',
-  'private',
-  '--',
-  'sh',
-  '-c',
-  'umount -l /run/netns 2>/dev/null; exec "$@"',
-  'sh',
-];
-
 export async function spawnInContainer(o: {
   netns: string;
   cmd: string[];
   logFile: string;
 }): Promise<Spawned> {
-  const argv = ['ip', 'netns', 'exec', o.netns, ...PRIVATE_MOUNTS, ...o.cmd];
+  const argv = ['ip', 'netns', 'exec', o.netns, ...o.cmd];
   const helper = spawnHelper();
   if (helper) {
     // Forked by the helper: forking the daemon itself blocks it for tens of ms (spawner.ts).
