@@ -3,7 +3,9 @@
 // disconnect --force` leave its endpoints alone; once the lease expired, `network rm` is refused
 // with ERR_NETWORK_IN_USE naming each endpoint and marking host 2 dead, `rm --force` removes a
 // network that only host 2 used, and `disconnect --force` (the CLI) frees a network shared with a
-// live host, whose own endpoint still refuses `rm --force` until it is disconnected.
+// live host, whose own endpoint still refuses `rm --force` until it is disconnected. Host 2's
+// daemon then starts again: its reconcile removes the force-removed endpoints' veths (and the
+// sandbox of the network it no longer has), keeping its containers and their other endpoints.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,7 +16,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Client } from '../src/cli/client.js';
 import { isVxError, type VxError } from '../src/errors.js';
-import { cliEntry, labDown, labUp } from '../src/lab/lab.js';
+import { listLinks } from '../src/kernel/link.js';
+import { netnsExists } from '../src/kernel/netns.js';
+import { cliEntry, labDown, labUp, restartLabDaemon } from '../src/lab/lab.js';
 import { root } from './daemon-host.js';
 
 const skip = root ? false : 'needs root (network namespaces)';
@@ -58,7 +62,8 @@ test("dead host: its endpoints block network rm until --force, never a live host
     await labDown({ dir });
     rmSync(dir, { recursive: true, force: true });
   });
-  const lab = await labUp({ hosts: 2, prefix, dir, daemonArgs: ['--host-ttl', String(TTL)] });
+  const daemonArgs = ['--host-ttl', String(TTL)];
+  const lab = await labUp({ hosts: 2, prefix, dir, daemonArgs });
   const [h1, h2] = lab.state.hosts;
   const [c1, c2] = [lab.client(h1!.name), lab.client(h2!.name)] as [Client, Client];
   const run = async (c: Client, name: string, net: string) => {
@@ -81,6 +86,22 @@ test("dead host: its endpoints block network rm until --force, never a live host
   await run(c1, 'x1', 'shared');
   await run(c2, 'x2', 'shared');
   await run(c2, 'y2', 'only2');
+  await c2.call('POST', '/networks/shared/connect', { Container: 'y2' });
+  const id = async (path: string) => (await c2.call<{ Id: string }>('GET', path)).Id;
+  const sandbox = (netId: string) => `vxsb-${h2!.hostId}-${netId.slice(0, 12)}`;
+  const ctNetns = (ctId: string) => `vxct-${h2!.hostId}-${ctId.slice(0, 12)}`;
+  const [sharedSb, only2Sb] = [sandbox(await id('/networks/shared')), sandbox(await id('/networks/only2'))];
+  const [x2ns, y2ns] = [ctNetns(await id('/containers/x2/json')), ctNetns(await id('/containers/y2/json'))];
+  const veths = async (ns: string) =>
+    (await listLinks({ netns: ns }))
+      .filter((l) => l.kind === 'veth')
+      .map((l) => l.name)
+      .sort();
+  assert.deepEqual(await veths(x2ns), ['eth0']);
+  const y2links = await veths(y2ns);
+  assert.equal(y2links.length, 2, 'y2 is on only2 (eth0) and shared');
+  const y2shared = y2links.find((n) => n !== 'eth0')!;
+  assert.equal((await veths(sharedSb)).length, 2, "x2's and y2's ports on shared's sandbox");
 
   process.kill(h2!.pid!, 'SIGKILL');
   // Within the TTL host 2 still counts as alive: --force touches none of its endpoints.
@@ -130,6 +151,22 @@ test("dead host: its endpoints block network rm until --force, never a live host
   assert.equal(dis.code, 0, dis.out);
   const left = (await refused(c1.call('DELETE', '/networks/shared'), 'ERR_NETWORK_IN_USE')).message;
   assert.doesNotMatch(left, /x2/);
+
+  // Host 2 comes back: the force-removed endpoints' plumbing goes, the rest stays.
+  assert.ok(
+    netnsExists(only2Sb) && (await veths(x2ns)).includes('eth0'),
+    'left behind while host 2 was dead',
+  );
+  await restartLabDaemon(lab, h2!.name, daemonArgs);
+  assert.deepEqual(await veths(x2ns), [], "x2's endpoint on shared was force-removed");
+  assert.deepEqual(await veths(y2ns), [y2shared], "y2 keeps shared, not only2's eth0");
+  assert.ok(!netnsExists(only2Sb), "only2's sandbox is gone");
+  assert.equal((await veths(sharedSb)).length, 1, "only y2's port is left on shared's sandbox");
+  for (const name of ['x2', 'y2']) {
+    const ct = await c2.call<{ State: { Running: boolean } }>('GET', `/containers/${name}/json`);
+    assert.ok(ct.State.Running, `${name} still runs`);
+  }
+  await c2.call('POST', '/networks/shared/disconnect', { Container: 'y2' });
   await c1.call('POST', '/networks/shared/disconnect', { Container: 'x1' });
   await c1.call('DELETE', '/networks/shared');
   assert.equal(await members(), 0);

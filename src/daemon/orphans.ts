@@ -13,7 +13,7 @@
 //   (and the records unchanged), so a host coming back at that moment keeps its endpoint.
 // - The container record (also the dead host's) loses the network from its `endpoints`, so a
 //   restarted host's reconcile sees a container that is no longer on it; the namespace's
-//   interface on the dead host is its own to clean up when it returns.
+//   interface on the dead host is its own to clean up when it returns (reconcile.ts).
 
 import { VxError } from '../errors.js';
 import type { Compare, Op, Store } from '../store/store.js';

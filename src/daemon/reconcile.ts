@@ -7,13 +7,16 @@
 //   - containers stuck in 'creating' or 'removing' (never acknowledged / half removed): removed;
 //     others: plumbing re-ensured (adopting what is there, completing what is half made), their
 //     process adopted when it is still the same process in the same namespace, else 'exited';
+//   - endpoints whose record is gone while their container stays (`network rm --force` /
+//     `disconnect --force` of this host while it was dead, orphans.ts): their veth is removed,
+//     their sandbox too when no endpoint of this host is left on it (below);
 //   - namespaces named for this host that no record explains, and stray processes in them;
 //   - gateway-bridge ports (vg...) no container owns; the VXLAN ports' own leftovers (sweep);
 //   - addresses and VNIs whose owner record is gone.
 // Names carry the host id (plumbing.ts), so a daemon never touches another simulated host's
 // objects on the same machine.
 
-import { deleteLink } from '../kernel/link.js';
+import { deleteLink, listLinks } from '../kernel/link.js';
 import { deleteNetns, listNetns, netnsExists } from '../kernel/netns.js';
 import type { Engine } from './engine.js';
 import { GATEWAY_SUBNET } from './plumbing.js';
@@ -49,6 +52,7 @@ export async function reconcile(engine: Engine): Promise<ReconcileReport> {
   };
   await finishNetworkRemovals(engine);
   for (const ct of await engine.listContainers()) await reconcileContainer(engine, ct, report);
+  await removeStaleEndpoints(engine, report);
   await removeUnknownNamespaces(engine, report);
   await removeUnknownLinks(engine, report);
   await sweepAllocations(engine, report);
@@ -97,6 +101,43 @@ async function reconcileContainer(
     // Its exit is seen by polling: this daemon is not its parent.
     engine.adopt(ct);
     report.adopted.push(ct.name);
+  }
+}
+
+/**
+ * The veths of endpoints no record names any more: a sandbox's ports (vp<ep12>) that are no
+ * endpoint of this host's containers, and in a namespace vxnet made, ethN veths that are none of
+ * its container's interfaces (a veth pair dies whole, so one end each). A namespace made
+ * elsewhere (external) is left alone but for the sandbox end.
+ */
+async function removeStaleEndpoints(engine: Engine, report: ReconcileReport): Promise<void> {
+  const containers = (await engine.listContainers()).filter((c) => netnsExists(c.netns));
+  const ports = new Set<string>();
+  const ifnames = new Map<string, Set<string>>();
+  for (const ct of containers) {
+    const names = new Set<string>(ct.gateway ? [ct.gateway.ifname] : []);
+    for (const ep of await engine.containerEndpoints(ct)) {
+      ports.add(`vp${ep.id.slice(0, 12)}`);
+      names.add(ep.ifname);
+    }
+    ifnames.set(ct.name, names);
+  }
+  const sandboxes = (await listNetns()).filter((ns) => ns.startsWith(engine.plumbing.sandboxName('')));
+  for (const sandbox of sandboxes) {
+    for (const link of await listLinks({ netns: sandbox })) {
+      if (!/^vp[0-9a-f]{12}$/.test(link.name) || ports.has(link.name)) continue;
+      await deleteLink(link.name, { netns: sandbox });
+      report.linksRemoved.push(`${sandbox}/${link.name}`);
+    }
+  }
+  for (const ct of containers) {
+    if (ct.external) continue;
+    const keep = ifnames.get(ct.name) ?? new Set();
+    for (const link of await listLinks({ netns: ct.netns })) {
+      if (link.kind !== 'veth' || !/^eth\d+$/.test(link.name) || keep.has(link.name)) continue;
+      await deleteLink(link.name, { netns: ct.netns });
+      report.linksRemoved.push(`${ct.netns}/${link.name}`);
+    }
   }
 }
 

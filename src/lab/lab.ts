@@ -280,6 +280,18 @@ export function openLab(dir?: string): Lab | undefined {
   return s && labHandle(s);
 }
 
+/**
+ * Starts host `name`'s daemon again after it died (a test's kill -9), with `daemonArgs` (what
+ * labUp had). Refused while its recorded daemon still runs.
+ */
+export async function restartLabDaemon(lab: Lab, name: string, daemonArgs: string[] = []): Promise<void> {
+  const h = lab.state.hosts.find((x) => x.name === name);
+  if (!h) throw new VxError('ERR_BAD_HOST', `the lab has no host "${name}"`);
+  if (h.pid !== undefined && h.pidStart !== undefined && startTime(h.pid) === h.pidStart)
+    throw new VxError('ERR_DAEMON_RUNNING', `the daemon of ${name} (pid ${h.pid}) is running`);
+  await startHostDaemon(lab.state, h, daemonArgs);
+}
+
 async function buildUnderlay(s: LabState, say: (l: string) => void): Promise<void> {
   const bits = s.subnet.split('/')[1]!;
   say(`building the underlay: bridge ${s.underlay.bridge} in namespace ${s.underlay.ns}, ${s.subnet}`);
