@@ -254,3 +254,66 @@ test('keys: an ack that fails to write (store away) is retried until it lands, a
   for (const h of hosts) h.km.close();
   await store.close();
 });
+
+test('keys: restoreFromFile installs the key file ring (store away); start() re-applies only a different ring', async () => {
+  const dir = mkdtempSync(join(tmpdir(), `vxnet-keys-${process.pid}-`));
+  try {
+    const keyFile = join(dir, 'keys.json');
+    const store = createMemoryStore();
+    const applied: AppliedKeys[] = [];
+    const { log, text } = capture();
+    const manager = (s: Store) =>
+      new KeyManager({
+        store: s,
+        hostId: 'r',
+        log,
+        hosts: async () => ['r'],
+        rotateEveryMs: 0,
+        keyFile,
+        apply: (k) => {
+          applied.push(k);
+        },
+      });
+    // No file yet: nothing installed (encrypted ports send nothing).
+    const none = manager(store);
+    assert.equal(await none.restoreFromFile(), false);
+    assert.equal(applied.length, 0);
+    await none.start();
+    none.close();
+    const ring = parseRing(readFileSync(keyFile, 'utf8'));
+    applied.length = 0;
+
+    // A restart with the store away: the file's ring, secrets and all; start() then keeps it.
+    const again = manager(store);
+    assert.equal(await again.restoreFromFile(), true);
+    assert.equal(applied.length, 1);
+    assert.equal(applied[0]!.primary, ring.primary);
+    assert.deepEqual(
+      applied[0]!.keys.map((k) => [k.id, k.secret.toString('base64')]),
+      ring.keys.map((k) => [k.id, k.secret]),
+    );
+    await again.start();
+    assert.equal(applied.length, 1, 'the same ring is not applied twice');
+    again.close();
+    assert.doesNotMatch(text(), new RegExp(ring.keys[0]!.secret.replace(/[+/=]/g, '.')), 'no secret logged');
+
+    // The store has a new ring with the same ids (rebuilt cluster store): start() applies it.
+    await store.put(
+      KEY_RING,
+      JSON.stringify({
+        ...ring,
+        keys: ring.keys.map((k) => ({ ...k, secret: Buffer.alloc(16, 7).toString('base64') })),
+      }),
+    );
+    applied.length = 0;
+    const rebuilt = manager(store);
+    assert.equal(await rebuilt.restoreFromFile(), true);
+    await rebuilt.start();
+    assert.equal(applied.length, 2);
+    assert.deepEqual(applied[1]!.keys[0]!.secret, Buffer.alloc(16, 7));
+    rebuilt.close();
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -11,7 +11,8 @@
 // and the store-backed steps (reconcile onwards) run in the background from where they failed
 // until the store answers; then the daemon adopts its containers and joins as on a normal start.
 // Meanwhile the VXLAN ports of the networks whose sandbox is still here are made again from
-// what the datapath last had (datapath-cache.ts), so overlay traffic goes on.
+// what the datapath last had (datapath-cache.ts) and the cluster keys from the key file (keys.ts),
+// so overlay traffic goes on, encrypted networks' encrypted.
 // Shutdown: stop accepting, let queued mutations finish, close the ports and the store, remove the
 // socket. Kernel state stays: containers keep running and a restart adopts them.
 // The store and the ports are injected (`store`, `ports`): issue 6's `--cluster-store etcd://`
@@ -294,9 +295,14 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     // A store that is down at start is not fatal: the API answers (saying so) and the rest of
     // the start runs when the store returns. Any other failure is.
     if (!(await joining.first())) {
-      // Forward on what the datapath had until the store answers (the reconcile then redoes it).
+      // Forward on what the datapath had until the store answers (the reconcile then redoes it);
+      // encrypted networks with the keys this host last had (without them they send nothing).
+      const keysRestored = await keys.restoreFromFile();
       const restored = await cache.restore(ports);
-      log.warn({ restored }, 'cluster store unavailable: serving the API; joining when it returns');
+      log.warn(
+        { restored, keysRestored },
+        'cluster store unavailable: serving the API; joining when it returns',
+      );
     }
     await claimSocket(socket);
   } catch (e) {

@@ -11,8 +11,8 @@
 //                             every host sends with) and `pending` (installed for receiving only)
 //   /vxnet/keys/acks/<host>   AckRecord: the key ids this host has installed for receiving
 // The secrets live only there (etcd can be TLS + client certs, src/store/etcd.ts), in WASM memory
-// once expanded, and in an optional local file of mode 0600. They are never logged: logs carry
-// key ids.
+// once expanded, and in an optional local file of mode 0600 (read back only by a start whose
+// store does not answer: restoreFromFile). They are never logged: logs carry key ids.
 //
 // Rotation (any host, or `vxnet keys rotate`; by schedule every 12 h by default):
 //   1. add: a new random key N joins the ring as `pending` (compare-and-swap on the ring's
@@ -25,8 +25,8 @@
 //      sends with N; the previous primary stays installed for packets still in flight.
 // So a key is used for sending only after every live host can open it, and a host that is slow
 // or stuck holds the switch back (`status()` names it) rather than losing traffic.
-import { randomBytes } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 
 export { type DerivedSa, deriveSa } from '../crypto/esp-sas.js';
@@ -139,6 +139,40 @@ export class KeyManager {
     });
     this.#kick();
     await this.#chain;
+  }
+
+  /**
+   * The store is away at the start: installs the ring of the key file (what this host last
+   * applied) so encrypted ports restored from local state keep forwarding, encrypted, until
+   * start() takes over (it does not apply the same ring again). False without a readable file:
+   * nothing is installed and encrypted ports send nothing (never cleartext).
+   */
+  async restoreFromFile(): Promise<boolean> {
+    const f = this.#o.keyFile;
+    if (!f) return false;
+    let ring: KeyRingRecord;
+    try {
+      ring = parseRing(readFileSync(f, 'utf8'));
+    } catch (err) {
+      const e = err as VxError & NodeJS.ErrnoException;
+      this.#o.log.warn({ err: { code: e.code, message: e.message } }, 'no cluster keys in the key file');
+      return false;
+    }
+    const run = this.#chain.then(async () => {
+      if (this.#appliedText !== '' || this.#closed) return false; // start() was first
+      await this.#o.apply(toApplied(ring));
+      this.#appliedText = appliedText(ring);
+      this.#o.log.info(
+        { keys: ring.keys.map((k) => k.id), primary: ring.primary, pending: ring.pending },
+        'keys applied from the key file (cluster store unavailable)',
+      );
+      return true;
+    });
+    this.#chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   /**
@@ -282,13 +316,9 @@ export class KeyManager {
     const ring = this.#ring;
     if (!ring || this.#closed) return;
     const ids = ring.keys.map((k) => k.id);
-    const text = JSON.stringify([ids, ring.primary, ring.pending]);
+    const text = appliedText(ring);
     if (text !== this.#appliedText) {
-      await this.#o.apply({
-        keys: ring.keys.map((k) => ({ id: k.id, secret: Buffer.from(k.secret, 'base64') })),
-        primary: ring.primary,
-        pending: ring.pending,
-      });
+      await this.#o.apply(toApplied(ring));
       this.#appliedText = text;
       this.#writeKeyFile(ring);
       this.#o.log.info({ keys: ids, primary: ring.primary, pending: ring.pending }, 'keys applied');
@@ -373,6 +403,25 @@ export class KeyManager {
     writeFileSync(f, JSON.stringify(ring), { mode: 0o600 });
     chmodSync(f, 0o600); // writeFileSync's mode only applies when it creates the file
   }
+}
+
+/**
+ * What the datapath was given, to tell a ring that changed: ids, primary, pending, and a digest of
+ * the secrets (a ring from the key file may carry the same ids as a store's new ring, e.g. after
+ * the cluster store was rebuilt).
+ */
+function appliedText(ring: KeyRingRecord): string {
+  const digest = createHash('sha256');
+  for (const k of ring.keys) digest.update(`${k.id}:${k.secret};`);
+  return JSON.stringify([ring.keys.map((k) => k.id), ring.primary, ring.pending, digest.digest('hex')]);
+}
+
+function toApplied(ring: KeyRingRecord): AppliedKeys {
+  return {
+    keys: ring.keys.map((k) => ({ id: k.id, secret: Buffer.from(k.secret, 'base64') })),
+    primary: ring.primary,
+    pending: ring.pending,
+  };
 }
 
 function newKey(id: number, now: number): ClusterKeyRecord {
