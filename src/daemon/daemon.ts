@@ -48,7 +48,7 @@ import { Names } from './names.js';
 import { PeerTable } from './peers.js';
 import { GATEWAY_IP, GATEWAY_SUBNET } from './plumbing.js';
 import type { OverlayPorts } from './ports.js';
-import { type ReconcileReport, reconcile } from './reconcile.js';
+import { emptyReport, type ReconcileReport, reconcile } from './reconcile.js';
 import { TapPorts } from './tap-ports.js';
 
 export const DEFAULT_SOCKET = '/run/vxnet/vxnet.sock';
@@ -387,18 +387,6 @@ async function shutdown(x: {
     // Already gone.
   }
   x.log.info('stopped');
-}
-
-function emptyReport(): ReconcileReport {
-  return {
-    adopted: [],
-    removed: [],
-    exited: [],
-    namespacesRemoved: [],
-    linksRemoved: [],
-    addressesReleased: 0,
-    logsRemoved: 0,
-  };
 }
 
 /** Calls that need nothing of the store: they answer while the start waits for it. */

@@ -40,8 +40,9 @@ export interface ReconcileReport {
   logsRemoved: number;
 }
 
-export async function reconcile(engine: Engine): Promise<ReconcileReport> {
-  const report: ReconcileReport = {
+/** A report of nothing done (what a daemon shows before its first reconcile). */
+export function emptyReport(): ReconcileReport {
+  return {
     adopted: [],
     removed: [],
     exited: [],
@@ -50,6 +51,10 @@ export async function reconcile(engine: Engine): Promise<ReconcileReport> {
     addressesReleased: 0,
     logsRemoved: 0,
   };
+}
+
+export async function reconcile(engine: Engine): Promise<ReconcileReport> {
+  const report = emptyReport();
   await finishNetworkRemovals(engine);
   for (const ct of await engine.listContainers()) await reconcileContainer(engine, ct, report);
   await removeStaleEndpoints(engine, report);
