@@ -21,14 +21,15 @@ import { VXLAN_PORT } from '../../assembly/constants.js';
 import { ip, ipJson, run } from '../kernel/exec.js';
 import { deleteLink, getLink, listLinks, moveLink, setLink } from '../kernel/link.js';
 import { netnsExists } from '../kernel/netns.js';
-import type {
-  FdbEntry,
-  OverlayPorts,
-  PeerInfo,
-  PortRef,
-  PortSpec,
-  PortStats,
-  RemoteEndpoint,
+import {
+  type FdbEntry,
+  type OverlayPorts,
+  type PeerInfo,
+  type PortRef,
+  type PortSpec,
+  type PortStats,
+  peersOf,
+  type RemoteEndpoint,
 } from './ports.js';
 
 const DEV = 'vxlan0';
@@ -196,16 +197,7 @@ export class KernelVxlanPorts implements OverlayPorts {
   }
 
   async peers(): Promise<PeerInfo[]> {
-    const byVtep = new Map<string, PeerInfo>();
-    for (const [network, remotes] of this.remotes) {
-      for (const r of remotes) {
-        const p = byVtep.get(r.vtep) ?? { vtep: r.vtep, networks: [], endpoints: 0 };
-        if (!p.networks.includes(network)) p.networks.push(network);
-        p.endpoints++;
-        byVtep.set(r.vtep, p);
-      }
-    }
-    return [...byVtep.values()];
+    return peersOf(this.remotes);
   }
 
   async stats(o: PortRef): Promise<PortStats> {

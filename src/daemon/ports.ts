@@ -53,6 +53,20 @@ export interface PeerInfo {
   endpoints: number;
 }
 
+/** The peers behind per-network remote tables: one entry per tunnel endpoint (OverlayPorts.peers). */
+export function peersOf(tables: Iterable<[network: string, remotes: readonly RemoteEndpoint[]]>): PeerInfo[] {
+  const byVtep = new Map<string, PeerInfo>();
+  for (const [network, remotes] of tables) {
+    for (const r of remotes) {
+      const p = byVtep.get(r.vtep) ?? { vtep: r.vtep, networks: [], endpoints: 0 };
+      if (!p.networks.includes(network)) p.networks.push(network);
+      p.endpoints++;
+      byVtep.set(r.vtep, p);
+    }
+  }
+  return [...byVtep.values()];
+}
+
 export interface PortStats {
   network: string;
   vni: number;

@@ -24,14 +24,15 @@ import { netnsExists } from '../kernel/netns.js';
 import type { Counters } from '../vtep/counters.js';
 import { type EspEncap, type HelperFailedEvent, VtepEngine } from '../vtep/engine.js';
 import type { AppliedKeys } from './keys.js';
-import type {
-  FdbEntry,
-  OverlayPorts,
-  PeerInfo,
-  PortRef,
-  PortSpec,
-  PortStats,
-  RemoteEndpoint,
+import {
+  type FdbEntry,
+  type OverlayPorts,
+  type PeerInfo,
+  type PortRef,
+  type PortSpec,
+  type PortStats,
+  peersOf,
+  type RemoteEndpoint,
 } from './ports.js';
 
 /** The TAP's name inside every sandbox (each sandbox is its own namespace). */
@@ -233,16 +234,7 @@ export class TapPorts implements OverlayPorts {
   }
 
   async peers(): Promise<PeerInfo[]> {
-    const byVtep = new Map<string, PeerInfo>();
-    for (const [network, a] of this.nets) {
-      for (const r of a.remotes) {
-        const p = byVtep.get(r.vtep) ?? { vtep: r.vtep, networks: [], endpoints: 0 };
-        if (!p.networks.includes(network)) p.networks.push(network);
-        p.endpoints++;
-        byVtep.set(r.vtep, p);
-      }
-    }
-    return [...byVtep.values()];
+    return peersOf([...this.nets].map(([network, a]) => [network, a.remotes] as const));
   }
 
   async stats(ref: PortRef): Promise<PortStats> {
