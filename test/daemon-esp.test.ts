@@ -8,7 +8,7 @@
 // match), and afterwards the hosts send under the SA derived from the new key. Authentic ESP
 // carrying VXLAN for the plain network is dropped and counted (espForPlain). Needs root.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,8 +19,8 @@ import { type DerivedSa, deriveSa } from '../src/crypto/esp-sas.js';
 import { startDaemon } from '../src/daemon/daemon.js';
 import { KEY_RING, parseRing } from '../src/daemon/keys.js';
 import { TapPorts } from '../src/daemon/tap-ports.js';
-import { spawnInNetns } from '../src/kernel/netns.js';
 import { runIn } from '../src/lab/traffic.js';
+import { capture } from './capture.js';
 import { pings, root, sharedStore, twoHosts, until } from './daemon-host.js';
 
 const PATTERN = '5ec7e75ec7e7a11ce0ddba11deadbeef';
@@ -28,32 +28,6 @@ const PATTERN = '5ec7e75ec7e7a11ce0ddba11deadbeef';
 interface Ct {
   Netns: string;
   NetworkSettings: { Networks: Record<string, { IPAddress: string; MacAddress: string }> };
-}
-
-/** tcpdump on `dev` in `ns` writing `file`; resolves once it listens; stop() ends it. */
-async function capture(ns: string, dev: string, file: string, filter: string) {
-  const child: ChildProcess = spawnInNetns(
-    ns,
-    'tcpdump',
-    ['-n', '-U', '--immediate-mode', '-s', '0', '-i', dev, '-w', file, filter],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('listening on')) resolve();
-    });
-    child.once('close', () => reject(new Error(`tcpdump: ${err}`)));
-  });
-  const closed = new Promise((r) => child.once('close', r));
-  return {
-    async stop() {
-      child.kill('SIGINT');
-      await closed;
-    },
-    kill: () => child.kill('SIGKILL'),
-  };
 }
 
 function tshark(file: string, filter: string, fields: string[], sas: string[] = []): string[][] {

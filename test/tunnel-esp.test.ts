@@ -6,17 +6,18 @@
 // while the pattern never appears in the capture's bytes; cleartext VXLAN sent at the encrypted
 // tunnel, a replayed and a tampered ESP datagram are dropped and counted. Needs root.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { deriveSa } from '../src/crypto/esp-sas.js';
-import { execInNetns, spawnInNetns } from '../src/kernel/netns.js';
+import { execInNetns } from '../src/kernel/netns.js';
 import { createPair, overlayMac, type Pair } from '../src/lab/pair.js';
 import { runIn, sendDatagrams, tcpTransfer, waitPing } from '../src/lab/traffic.js';
 import { drops, startPairTunnel, type Tunnel } from '../src/lab/tunnel.js';
+import { type Capture, capture } from './capture.js';
 
 const root = process.getuid?.() === 0;
 const PATTERN = 'c0ffee5ecfe7da7a0123456789abcdef';
@@ -62,7 +63,7 @@ describe('vxnet tunnel --encrypt --esp-encap udp between two hosts', { skip: !ro
   const tunnels: Tunnel[] = [];
   const secret = randomBytes(32);
   const pcap = join(tmpdir(), `vxnet-tunnel-esp-${process.pid}.pcap`);
-  let capture: ChildProcess | undefined;
+  let cap: Capture | undefined;
 
   before(async () => {
     // Underlay 1500: VXLAN (50) and UDP-encapsulated ESP (16 + 3 + 2 + 8 + 8) leave 1413.
@@ -84,7 +85,7 @@ describe('vxnet tunnel --encrypt --esp-encap udp between two hosts', { skip: !ro
   });
 
   after(async () => {
-    capture?.kill('SIGKILL');
+    cap?.kill();
     await Promise.all(tunnels.map((t) => t.stop()));
     await pair?.destroy();
     if (!process.env.KEEP_PCAP) rmSync(pcap, { force: true });
@@ -92,22 +93,7 @@ describe('vxnet tunnel --encrypt --esp-encap udp between two hosts', { skip: !ro
 
   test('ping crosses as ESP only; tshark decrypts it with the derived SAs and finds VXLAN and the payload', async () => {
     const [a, b] = pair.hosts;
-    capture = spawnInNetns(
-      a.ns,
-      'tcpdump',
-      ['-n', '-U', '--immediate-mode', '-s', '0', '-i', 'ul0', '-w', pcap, 'udp'],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    let err = '';
-    await new Promise<void>((resolve, reject) => {
-      capture!.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes('listening on')) resolve();
-      });
-      capture!.once('close', () => reject(new Error(`tcpdump: ${err}`)));
-    });
+    cap = await capture(a.ns, 'ul0', pcap, 'udp');
     await waitPing(a.container, b.overlayIp, 20000);
     // ESP that reached an endpoint still starting (no SA for the peer yet) was dropped as badSpi: a baseline.
     const base = await Promise.all(tunnels.map(async (t) => drops((await t.stats()).global, 'badSpi')));
@@ -123,11 +109,9 @@ describe('vxnet tunnel --encrypt --esp-encap udp between two hosts', { skip: !ro
       b.overlayIp,
     ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const closed = new Promise((res) => capture!.once('close', res));
-    capture.kill('SIGINT');
-    await closed;
-    capture = undefined;
-    if (process.env.KEEP_PCAP) console.log(err, secret.toString('hex'));
+    await cap.stop();
+    cap = undefined;
+    if (process.env.KEEP_PCAP) console.log(pcap, secret.toString('hex'));
 
     const bytes = readFileSync(pcap);
     assert.equal(bytes.indexOf(Buffer.from(PATTERN, 'hex')), -1, 'the pinged pattern is not in the capture');
@@ -237,7 +221,7 @@ describe('vxnet tunnel --encrypt (default): ESP as IP protocol 50', {
   const tunnels: Tunnel[] = [];
   const secret = randomBytes(16);
   const pcap = join(tmpdir(), `vxnet-tunnel-esp50-${process.pid}.pcap`);
-  let capture: ChildProcess | undefined;
+  let cap: Capture | undefined;
 
   before(async () => {
     // ESP in IP takes 29 bytes (no UDP header): 1421 of the 1450 a plain tunnel leaves.
@@ -255,7 +239,7 @@ describe('vxnet tunnel --encrypt (default): ESP as IP protocol 50', {
   });
 
   after(async () => {
-    capture?.kill('SIGKILL');
+    cap?.kill();
     await Promise.all(tunnels.map((t) => t.stop()));
     await pair?.destroy();
     rmSync(pcap, { force: true });
@@ -263,17 +247,7 @@ describe('vxnet tunnel --encrypt (default): ESP as IP protocol 50', {
 
   test('ping and a hashed TCP transfer cross as protocol 50 only; tshark decrypts the ESP and finds VXLAN', async () => {
     const [a, b] = pair.hosts;
-    capture = spawnInNetns(a.ns, 'tcpdump', ['-n', '-U', '--immediate-mode', '-i', 'ul0', '-w', pcap, 'ip'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      let err = '';
-      capture!.stderr!.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes('listening on')) resolve();
-      });
-      capture!.once('close', () => reject(new Error(`tcpdump: ${err}`)));
-    });
+    cap = await capture(a.ns, 'ul0', pcap, 'ip');
     await waitPing(a.container, b.overlayIp, 20000);
     const r = await runIn(a.container, 'ping', [
       '-c',
@@ -287,10 +261,8 @@ describe('vxnet tunnel --encrypt (default): ESP as IP protocol 50', {
       b.overlayIp,
     ]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const closed = new Promise((res) => capture!.once('close', res));
-    capture.kill('SIGINT');
-    await closed;
-    capture = undefined;
+    await cap.stop();
+    cap = undefined;
     const bytes = readFileSync(pcap);
     assert.equal(bytes.indexOf(Buffer.from(PATTERN, 'hex')), -1, 'the pinged pattern is not in the capture');
     const udp = execFileSync('tshark', ['-n', '-r', pcap, '-Y', 'udp'], { encoding: 'utf8' });
