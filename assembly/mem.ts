@@ -21,3 +21,16 @@ export function vx_alloc(size: usize): usize {
   if (p + size > allocTop) allocTop = p + size;
   return p;
 }
+
+/**
+ * Copies `n` regions listed at `list` as (dst, src, len) u32 triples, 12 bytes each: one call per
+ * batch for the host's gathers (e.g. a segment's header slot and payload into one frame to seal).
+ * memory.copy is a plain memmove; a JS copyWithin on the shared memory is a slower word-by-word
+ * relaxed-atomic copy per call.
+ */
+export function copy_batch(list: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const e = list + <usize>i * 12;
+    memory.copy(<usize>load<u32>(e), <usize>load<u32>(e, 4), <usize>load<u32>(e, 8));
+  }
+}

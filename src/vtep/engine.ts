@@ -388,6 +388,7 @@ export class VtepEngine extends EventEmitter {
             frameCapacity: offload && encap === 'udp' ? 65535 : 9216 + 64,
           }).handle(),
           seal: new PacketBatch({ capacity: ESP_IP_BATCH, frameCapacity: 9216 + 64 }).handle(),
+          copies: wasm.alloc(ESP_IP_BATCH * 2 * 12),
           addrs: wasm.alloc((o.maxPeers ?? 1024) * 32),
         };
         const workers = enc.cryptoWorkers ?? 0;

@@ -104,6 +104,8 @@ export interface EspData {
   from: PacketBatchHandle;
   /** Contiguous copies of the datagrams to seal (each peer's copy its own slot). */
   seal: PacketBatchHandle;
+  /** (dst, src, len) u32 triples, 2 per seal slot: the gathers into `seal` (copy_batch, one call per batch). */
+  copies: number;
   /** Per datapath peer index, 32 bytes: its sockaddr at the ESP port (what sealed copies go to). */
   addrs: number;
   /** Helper threads for big seal batches (src/crypto/esp-split.ts); absent: seal on this thread. */
@@ -181,7 +183,9 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
   const sealB = ed ? PacketBatch.attach(ed.seal, memory) : undefined;
   const sealer = esp && ed?.split ? new EspSplitSealer(esp, ed.split) : undefined;
   const espPeers = new Map<number, string>();
+  const copyBatch = wasm.exports.copy_batch as (list: number, n: number) => void;
   let nseal = 0;
+  let ncopy = 0;
 
   // ---- Sending ---------------------------------------------------------------------------------
 
@@ -261,13 +265,22 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
       flushSeal();
       u32 = view.u32();
     }
-    const u8 = view.u8();
     const ptr = u32[d + (DESC_PTR >> 2)]!;
     const plen = off ? u32[d + (DESC_AUX >> 2)]! : 0;
-    const pay = u32[d + (DESC_AUX2 >> 2)]!;
     const f = b.frame(nseal);
-    u8.copyWithin(f, ptr, ptr + len - plen);
-    if (plen > 0) u8.copyWithin(f + len - plen, pay, pay + plen);
+    // Gathered by flushSeal in one copy_batch call, before anything reuses the sources.
+    let c = (ed!.copies >>> 2) + ncopy * 3;
+    u32[c] = f;
+    u32[c + 1] = ptr;
+    u32[c + 2] = len - plen;
+    ncopy++;
+    if (plen > 0) {
+      c += 3;
+      u32[c] = f + len - plen;
+      u32[c + 1] = u32[d + (DESC_AUX2 >> 2)]!;
+      u32[c + 2] = plen;
+      ncopy++;
+    }
     const o = (b.descs + nseal * DESC_SIZE) >>> 2;
     u32[o + (DESC_PTR >> 2)] = f;
     u32[o + (DESC_LEN >> 2)] = len;
@@ -285,6 +298,8 @@ export function vtepService(data: ServiceData, ctx: IoContext): IoService {
     const b = sealB!;
     const n = nseal;
     nseal = 0;
+    copyBatch(ed!.copies, ncopy);
+    ncopy = 0;
     if (sealer) sealer.seal(b.descs, n, { pushUdp: true });
     else esp!.seal(b.descs, n, { pushUdp: true });
     const u32 = view.u32();
