@@ -6,7 +6,8 @@
 // runs `--vxlan-port kernel` (the Linux vxlan device, the reference) and host 2 the default,
 // vxnet's TAP datapath, so every frame between them is encapsulated by one and decapsulated by the
 // other. (The only test of the daemon on the kernel port kind; ping only: a veth underlay leaves
-// the kernel port's inner TCP checksums unfinished, see FACTS.)
+// the kernel port's inner TCP checksums unfinished, see FACTS.) The kernel port kind does not
+// encrypt: an encrypted network's endpoint is refused there.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -129,6 +130,25 @@ test('two hosts on one store: cross-host ping, FDB programmed from the store, wi
     [],
     'host 2 removed its sandbox with its last endpoint',
   );
+  // An encrypted network's endpoint is refused on the kernel port kind (it would go in cleartext),
+  // before anything is recorded or built.
+  const sec = await c1.call<{ Id: string }>('POST', '/networks/create', {
+    Name: 'sec',
+    Options: { encrypted: '' },
+    IPAM: { Config: [{ Subnet: '10.89.0.0/24' }] },
+  });
+  await assert.rejects(
+    c1.call('POST', '/containers/create?name=x', {
+      Cmd: ['sleep', '120'],
+      HostConfig: { NetworkMode: 'sec' },
+    }),
+    (e) => isVxError(e, 'ERR_ENCRYPTION_UNSUPPORTED'),
+  );
+  assert.ok(
+    !(await c1.call<{ Name: string }[]>('GET', '/containers/json?all=1')).some((c) => c.Name === 'x'),
+  );
+  assert.ok(!(await listNetns()).some((n) => n.endsWith(sec.Id.slice(0, 12))), 'no sandbox for sec');
+  await c1.call('DELETE', '/networks/sec');
   await c1.call('DELETE', '/containers/a?force=1');
   await c1.call('DELETE', '/networks/ov');
   assert.equal(await getLink('vxnet_gwbridge'), gwBefore, 'nothing made in this process namespace');

@@ -157,6 +157,7 @@ test('a restarted member re-adopts its records with no delete event; a lost leas
 
 class FakePorts implements OverlayPorts {
   readonly kind = 'fake';
+  readonly encrypts = true;
   readonly tables = new Map<string, RemoteEndpoint[]>();
   calls = 0;
   async ensure() {}

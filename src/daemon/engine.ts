@@ -856,9 +856,15 @@ export class Engine {
       taken?: Set<string>;
     },
   ): Promise<{ ct: ContainerRecord; ep: EndpointRecord; net: NetworkRecord; revision: number }> {
+    const name = o.net.net.name;
+    if (o.net.net.encrypted && !this.ports.encrypts) {
+      throw new VxError(
+        'ERR_ENCRYPTION_UNSUPPORTED',
+        `network "${name}" is encrypted and this host's VXLAN ports (${this.ports.kind}) do not encrypt: run the daemon with --vxlan-port tap`,
+      );
+    }
     const epId = newId();
     const ckey = containerKey(ct.name);
-    const name = o.net.net.name;
     const nkey = networkKey(name);
     // Only an active network may be trusted: one marked 'deleting' has had its endpoints counted.
     let known: { net: NetworkRecord; modRevision: number } | undefined =

@@ -10,8 +10,8 @@
 // as Docker's overlay and as vxnet's TAP datapath do (its ARP proxy drops ARP replies from the
 // bridge, as the kernel's arp_reduce does), so a kernel host and a TAP host interoperate. A crash between create and move leaves a
 // `vxt-<vni>` in the host namespace; ensure() and sweep() remove it.
-// `encrypted` is ignored: the kernel here has no gcm(aes) for IPsec, and this implementation only
-// serves tests; vxnet's own datapath encrypts.
+// It does not encrypt (`encrypts = false`: the kernel here has no gcm(aes) for IPsec, and vxnet's
+// own datapath is what encrypts), so the engine refuses endpoints of encrypted networks on it.
 // setRemotes diffs against the kernel's tables the first time a port is programmed (and after
 // ensure() or a failed write), then against what it last wrote: reading the whole FDB and
 // neighbour table back for every change would make each endpoint join cost O(endpoints) commands'
@@ -69,6 +69,7 @@ export interface KernelVxlanOptions {
 
 export class KernelVxlanPorts implements OverlayPorts {
   readonly kind = 'kernel-vxlan';
+  readonly encrypts = false;
   private readonly known = new Map<string, PortRef>();
   private readonly remotes = new Map<string, RemoteEndpoint[]>();
   /** Per network: the entries last written (`mac vtep` of the FDB incl. flood entries; ip -> mac). */

@@ -77,6 +77,11 @@ export interface PortStats {
 export interface OverlayPorts {
   /** The implementation's name, shown by `vxnet info`. */
   readonly kind: string;
+  /**
+   * The ports encrypt a network created with `--opt encrypted` (ESP). An endpoint of an encrypted
+   * network is refused (ERR_ENCRYPTION_UNSUPPORTED) on ports that don't: never sent in cleartext.
+   */
+  readonly encrypts: boolean;
   /** Bytes ESP takes from an encrypted network's MTU on these ports (default: ESP in UDP, 37). */
   readonly espOverhead?: number;
   /** Creates (or adopts) the network's VXLAN port on `bridge` inside `sandbox`. Idempotent. */

@@ -63,6 +63,7 @@ interface Applied {
 
 export class TapPorts implements OverlayPorts {
   readonly kind = 'vxnet-tap';
+  readonly encrypts = true;
   private engine: Promise<VtepEngine> | undefined;
   private readonly nets = new Map<string, Applied>();
   /** One change at a time: ensure/remove/setRemotes of several networks interleave otherwise. */
