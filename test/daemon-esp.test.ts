@@ -6,7 +6,8 @@
 // on 4789 with its own VNI; the encrypted network's MTU gives room to ESP in IP (29 bytes).
 // A key rotation (POST /keys/rotate) in the middle of a running TCP stream loses nothing (hash
 // match), and afterwards the hosts send under the SA derived from the new key. Authentic ESP
-// carrying VXLAN for the plain network is dropped and counted (espForPlain). Needs root.
+// carrying VXLAN for the plain network is dropped and counted (espForPlain). Host 1 seals with one
+// crypto helper thread (cryptoWorkers, `vxnet daemon --crypto-workers`). Needs root.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
@@ -108,7 +109,10 @@ test('daemons on TAP ports: an encrypted network next to a plain one; key rotati
         storeKind: 'memory',
         hostNetns: h.ns,
         advertise: h.ip,
-        ports: new TapPorts({ hostNetns: h.ns, local: h.ip }),
+        // Host 1 (the stream's sender) by the daemon's own options, with one crypto helper thread.
+        ...(h === hosts[0]
+          ? { cryptoWorkers: 1 }
+          : { ports: new TapPorts({ hostNetns: h.ns, local: h.ip }) }),
         log: pino({ level: process.env.VXNET_TEST_LOG ?? 'silent' }),
       }),
     );
@@ -245,6 +249,12 @@ test('daemons on TAP ports: an encrypted network next to a plain one; key rotati
   assert.ok(sent.bytes > 1 << 20, `streamed ${sent.bytes} bytes`);
   assert.deepEqual(received, sent, 'no byte lost or changed across the rotation');
   assert.notEqual(r.primary, ring0.primary);
+  // The sender's big seal batches were split with its crypto helper (--crypto-workers 1).
+  const c1Sec = (
+    await c1.call<{ name: string; counters: Record<string, number> }[]>('GET', '/stats?network=sec')
+  ).find((x) => x.name === 'sec')!.counters;
+  assert.ok((c1Sec['esp.helperSlices'] ?? 0) > 0, JSON.stringify(c1Sec));
+  assert.equal(c1Sec['esp.helperFailed'], 0);
 
   // Afterwards a -> b is sealed under the SA derived from the new primary key.
   const ring1 = parseRing((await store.get(KEY_RING))!.value);

@@ -61,6 +61,11 @@ export const daemon: Command = {
       arg: 'ip|udp',
       help: 'Encrypted networks\' ESP: IP protocol 50 ("ip", default) or in UDP 4500 ("udp", where protocol 50 is dropped); same on every host',
     },
+    'crypto-workers': {
+      type: 'string',
+      arg: 'N',
+      help: 'Helper threads sealing slices of big ESP batches, 0-64 (default 0; worth it only with idle cores)',
+    },
     'log-level': { type: 'string', arg: 'LEVEL', help: 'trace|debug|info|warn|error (default info)' },
   },
   async run(p, ctx) {
@@ -106,6 +111,9 @@ export const daemon: Command = {
     const encap = p.flags['esp-encap'] as string | undefined;
     if (encap !== undefined && encap !== 'ip' && encap !== 'udp')
       throw new VxError('ERR_BAD_OPTION', `--esp-encap "${encap}" must be "ip" or "udp"`);
+    const cw = p.flags['crypto-workers'] as string | undefined;
+    if (cw !== undefined && !(/^[0-9]{1,2}$/.test(cw) && Number(cw) <= 64))
+      throw new VxError('ERR_BAD_OPTION', `--crypto-workers "${cw}" must be a whole number from 0 to 64`);
     const rot = p.flags['key-rotate-interval'] as string | undefined;
     if (rot !== undefined && !/^[0-9]{1,7}$/.test(rot))
       throw new VxError('ERR_BAD_OPTION', `--key-rotate-interval "${rot}" must be a whole number of seconds`);
@@ -140,6 +148,7 @@ export const daemon: Command = {
       dnsUpstreams: p.flags.dns as string[] | undefined,
       keyRotateMs: rot === undefined ? undefined : Number(rot) * 1000,
       ...(encap !== undefined ? { espEncap: encap as 'ip' | 'udp' } : {}),
+      ...(cw !== undefined ? { cryptoWorkers: Number(cw) } : {}),
     });
     // A failed start must not leave the etcd client holding the process open.
     const d = await starting.catch(async (e: unknown) => {

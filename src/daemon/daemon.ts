@@ -65,6 +65,7 @@ export const PORT_KINDS: Record<string, (o: PortContext) => OverlayPorts> = {
       hostNetns: o.hostNetns,
       local: o.advertise,
       ...(o.espEncap !== undefined ? { espEncap: o.espEncap } : {}),
+      ...(o.cryptoWorkers ? { cryptoWorkers: o.cryptoWorkers } : {}),
       ...(o.log ? { onWarning: (msg, detail) => o.log!.warn(detail, msg) } : {}),
     }),
 };
@@ -80,6 +81,8 @@ export interface PortContext {
   stateDir: string;
   /** `--esp-encap`: encrypted networks' ESP as IP protocol 50 ('ip', default) or in UDP ('udp'). */
   espEncap?: EspEncap;
+  /** `--crypto-workers`: helper threads for big ESP seal batches (default 0). */
+  cryptoWorkers?: number;
   log?: Logger;
 }
 
@@ -116,6 +119,8 @@ export interface DaemonOptions {
   keyRotateMs?: number;
   /** Encrypted networks' ESP: IP protocol 50 ('ip', default) or in UDP 4500 ('udp'); same on every host. */
   espEncap?: EspEncap;
+  /** Crypto helper threads for big ESP seal batches on the TAP ports (default 0). */
+  cryptoWorkers?: number;
 }
 
 export interface RunningDaemon {
@@ -221,7 +226,15 @@ export async function startDaemon(o: DaemonOptions = {}): Promise<RunningDaemon>
     );
   const store = o.store ?? (await openEmbeddedStore({ dir: join(stateDir, 'store') }));
   const ports =
-    o.ports ?? makePorts!({ advertise, hostNetns: o.hostNetns, stateDir, espEncap: o.espEncap, log });
+    o.ports ??
+    makePorts!({
+      advertise,
+      hostNetns: o.hostNetns,
+      stateDir,
+      espEncap: o.espEncap,
+      cryptoWorkers: o.cryptoWorkers,
+      log,
+    });
   const mtu = await underlayMtu(host, advertise);
   log.info({ stateDir, socket, ports: ports.kind, underlayMtu: mtu.underlay, via: mtu.device }, 'starting');
   const engine = new Engine({

@@ -45,6 +45,11 @@ export interface TapPortsOptions {
   local?: string;
   /** How encrypted networks' ESP crosses the underlay: 'ip' (protocol 50, default) or 'udp' (4500). */
   espEncap?: EspEncap;
+  /**
+   * Crypto helper threads that take slices of big ESP seal batches off the I/O thread (default 0:
+   * on a host whose cores are all busy the hand-off only costs; see src/crypto/esp-split.ts).
+   */
+  cryptoWorkers?: number;
   /** Told when a crypto helper thread failed and its work moved back to the I/O thread. */
   onWarning?: (msg: string, detail: Record<string, unknown>) => void;
 }
@@ -96,7 +101,14 @@ export class TapPorts implements OverlayPorts {
         arpProxy: true,
         floodUnknown: true,
         // Encryption needs this host's address (the SAs are derived from both ends' addresses).
-        ...(this.o.local !== undefined ? { encryption: { encap: this.o.espEncap ?? 'ip' } } : {}),
+        ...(this.o.local !== undefined
+          ? {
+              encryption: {
+                encap: this.o.espEncap ?? 'ip',
+                ...(this.o.cryptoWorkers ? { cryptoWorkers: this.o.cryptoWorkers } : {}),
+              },
+            }
+          : {}),
       });
       e.on('helperFailed', (h: HelperFailedEvent) =>
         this.o.onWarning?.('crypto helper failed; sealing on the I/O thread', {
@@ -248,6 +260,8 @@ export class TapPorts implements OverlayPorts {
       counters['esp.sealed'] = s.esp.sealed;
       counters['esp.opened'] = s.esp.opened;
       for (const [k, v] of Object.entries(s.esp.drops)) counters[`esp.drops.${k}`] = v;
+      counters['esp.helperSlices'] = s.esp.helperSlices;
+      counters['esp.helperFailed'] = s.esp.helperFailed;
     }
     return { network: ref.network, vni: ref.vni, counters };
   }
