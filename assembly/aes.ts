@@ -4,7 +4,9 @@
 // transposed into eight v128 "bit planes": plane i holds bit i of every state byte; within a plane,
 // byte p is state byte p (column-major, as FIPS-197 lays the block out) and bit j of that byte
 // belongs to block j. SubBytes is then the Boyar-Peralta 113-gate circuit (only AND and XOR on whole
-// planes), ShiftRows and the MixColumns byte rotations are byte permutations by fixed masks
+// planes; their smallest circuit, depth 28, rather than their 128-gate depth-16 one: the round
+// loop is bound by instruction count, not latency), ShiftRows and the MixColumns byte rotations
+// are byte permutations by fixed masks
 // (`i8x16.swizzle` with public indices), and AddRoundKey XORs pre-sliced round keys. No
 // instruction's address, index or branch depends on key or data: the only memory reads are round
 // keys and masks at fixed offsets, and every loop bound is public (the number of rounds, the
@@ -187,141 +189,132 @@ const MODE_ROUND1 = 2; // transpose in, rounds 0 and 1, store the planes at sp
 
   for (let r = r0; ; r++) {
     const k = rk + (<usize>r << 7);
-    // SubBytes: Boyar-Peralta circuit, U0 = bit 7 ... U7 = bit 0; S0 = bit 7 ... S7 = bit 0.
-    // The four output NOTs (S1, S2, S6, S7) are folded into the round keys.
+    // SubBytes: the Boyar-Peralta 113-gate circuit ("A new combinational logic minimization
+    // technique with applications to cryptology", 2009): 23 + 30 + 30 XORs, 32 ANDs.
+    // U0 = bit 7 ... U7 = bit 0; S0 = bit 7 ... S7 = bit 0. The four output NOTs (S1, S2, S6, S7)
+    // are folded into the round keys.
     const U0 = s7, U1 = s6, U2 = s5, U3 = s4, U4 = s3, U5 = s2, U6 = s1, U7 = s0;
-    const T1 = X(U0, U3);
-    const T2 = X(U0, U5);
-    const T3 = X(U0, U6);
-    const T4 = X(U3, U5);
-    const T5 = X(U4, U6);
-    const T6 = X(T1, T5);
-    const T7 = X(U1, U2);
-    const T8 = X(U7, T6);
-    const T9 = X(U7, T7);
-    const T10 = X(T6, T7);
-    const T11 = X(U1, U5);
-    const T12 = X(U2, U5);
-    const T13 = X(T3, T4);
-    const T14 = X(T6, T11);
-    const T15 = X(T5, T11);
-    const T16 = X(T5, T12);
-    const T17 = X(T9, T16);
-    const T18 = X(U3, U7);
-    const T19 = X(T7, T18);
-    const T20 = X(T1, T19);
-    const T21 = X(U6, U7);
-    const T22 = X(T7, T21);
-    const T23 = X(T2, T22);
-    const T24 = X(T2, T10);
-    const T25 = X(T20, T17);
-    const T26 = X(T3, T16);
-    const T27 = X(T1, T12);
-    const D = U7;
+    // Top linear layer (23 XORs).
+    const Y14 = X(U3, U5);
+    const Y13 = X(U0, U6);
+    const Y9 = X(U0, U3);
+    const Y8 = X(U0, U5);
+    const P0 = X(U1, U2);
+    const Y1 = X(P0, U7);
+    const Y4 = X(Y1, U3);
+    const Y12 = X(Y13, Y14);
+    const Y2 = X(Y1, U0);
+    const Y5 = X(Y1, U6);
+    const Y3 = X(Y5, Y8);
+    const P1 = X(U4, Y12);
+    const Y15 = X(P1, U5);
+    const Y20 = X(P1, U1);
+    const Y6 = X(Y15, U7);
+    const Y10 = X(Y15, P0);
+    const Y11 = X(Y20, Y9);
+    const Y7 = X(U7, Y11);
+    const Y17 = X(Y10, Y11);
+    const Y19 = X(Y10, Y8);
+    const Y16 = X(P0, Y11);
+    const Y21 = X(Y13, Y16);
+    const Y18 = X(U0, Y16);
 
-    const M1 = N(T13, T6);
-    const M2 = N(T23, T8);
-    const M3 = X(T14, M1);
-    const M4 = N(T19, D);
-    const M5 = X(M4, M1);
-    const M6 = N(T3, T16);
-    const M7 = N(T22, T9);
-    const M8 = X(T26, M6);
-    const M9 = N(T20, T17);
-    const M10 = X(M9, M6);
-    const M11 = N(T1, T15);
-    const M12 = N(T4, T27);
-    const M13 = X(M12, M11);
-    const M14 = N(T2, T10);
-    const M15 = X(M14, M11);
-    const M16 = X(M3, M2);
-    const M17 = X(M5, T24);
-    const M18 = X(M8, M7);
-    const M19 = X(M10, M15);
-    const M20 = X(M16, M13);
-    const M21 = X(M17, M15);
-    const M22 = X(M18, M13);
-    const M23 = X(M19, T25);
-    const M24 = X(M22, M23);
-    const M25 = N(M22, M20);
-    const M26 = X(M21, M25);
-    const M27 = X(M20, M21);
-    const M28 = X(M23, M25);
-    const M29 = N(M28, M27);
-    const M30 = N(M26, M24);
-    const M31 = N(M20, M23);
-    const M32 = N(M27, M31);
-    const M33 = X(M27, M25);
-    const M34 = N(M21, M22);
-    const M35 = N(M24, M34);
-    const M36 = X(M24, M25);
-    const M37 = X(M21, M29);
-    const M38 = X(M32, M33);
-    const M39 = X(M23, M30);
-    const M40 = X(M35, M36);
-    const M41 = X(M38, M40);
-    const M42 = X(M37, M39);
-    const M43 = X(M37, M38);
-    const M44 = X(M39, M40);
-    const M45 = X(M42, M41);
-    const M46 = N(M44, T6);
-    const M47 = N(M40, T8);
-    const M48 = N(M39, D);
-    const M49 = N(M43, T16);
-    const M50 = N(M38, T9);
-    const M51 = N(M37, T17);
-    const M52 = N(M42, T15);
-    const M53 = N(M45, T27);
-    const M54 = N(M41, T10);
-    const M55 = N(M44, T13);
-    const M56 = N(M40, T23);
-    const M57 = N(M39, T19);
-    const M58 = N(M43, T3);
-    const M59 = N(M38, T22);
-    const M60 = N(M37, T20);
-    const M61 = N(M42, T1);
-    const M62 = N(M45, T4);
-    const M63 = N(M41, T2);
+    // Nonlinear middle: inversion in GF(2^4)^2 (32 ANDs with the products below).
+    const N2 = N(Y12, Y15);
+    const N3 = N(Y3, Y6);
+    const N4 = X(N3, N2);
+    const N5 = N(Y4, U7);
+    const N6 = X(N5, N2);
+    const N7 = N(Y13, Y16);
+    const N8 = N(Y5, Y1);
+    const N9 = X(N8, N7);
+    const N10 = N(Y2, Y7);
+    const N11 = X(N10, N7);
+    const N12 = N(Y9, Y11);
+    const N13 = N(Y14, Y17);
+    const N14 = X(N13, N12);
+    const N15 = N(Y8, Y10);
+    const N16 = X(N15, N12);
+    const N17 = X(N4, N14);
+    const N18 = X(N6, N16);
+    const N19 = X(N9, N14);
+    const N20 = X(N11, N16);
+    const N21 = X(N17, Y20);
+    const N22 = X(N18, Y19);
+    const N23 = X(N19, Y21);
+    const N24 = X(N20, Y18);
+    const N25 = X(N21, N22);
+    const N26 = N(N21, N23);
+    const N27 = X(N24, N26);
+    const N28 = N(N25, N27);
+    const N29 = X(N28, N22);
+    const N30 = X(N23, N24);
+    const N31 = X(N22, N26);
+    const N32 = N(N31, N30);
+    const N33 = X(N32, N24);
+    const N34 = X(N23, N33);
+    const N35 = X(N27, N33);
+    const N36 = N(N24, N35);
+    const N37 = X(N36, N34);
+    const N38 = X(N27, N36);
+    const N39 = N(N29, N38);
+    const N40 = X(N25, N39);
+    const N41 = X(N40, N37);
+    const N42 = X(N29, N33);
+    const N43 = X(N29, N40);
+    const N44 = X(N33, N37);
+    const N45 = X(N42, N41);
+    const Z0 = N(N44, Y15);
+    const Z1 = N(N37, Y6);
+    const Z2 = N(N33, U7);
+    const Z3 = N(N43, Y16);
+    const Z4 = N(N40, Y1);
+    const Z5 = N(N29, Y7);
+    const Z6 = N(N42, Y11);
+    const Z7 = N(N45, Y17);
+    const Z8 = N(N41, Y10);
+    const Z9 = N(N44, Y12);
+    const Z10 = N(N37, Y3);
+    const Z11 = N(N33, Y4);
+    const Z12 = N(N43, Y13);
+    const Z13 = N(N40, Y5);
+    const Z14 = N(N29, Y2);
+    const Z15 = N(N42, Y9);
+    const Z16 = N(N45, Y14);
+    const Z17 = N(N41, Y8);
 
-    const L0 = X(M61, M62);
-    const L1 = X(M50, M56);
-    const L2 = X(M46, M48);
-    const L3 = X(M47, M55);
-    const L4 = X(M54, M58);
-    const L5 = X(M49, M61);
-    const L6 = X(M62, L5);
-    const L7 = X(M46, L3);
-    const L8 = X(M51, M59);
-    const L9 = X(M52, M53);
-    const L10 = X(M53, L4);
-    const L11 = X(M60, L2);
-    const L12 = X(M48, M51);
-    const L13 = X(M50, L0);
-    const L14 = X(M52, M61);
-    const L15 = X(M55, L1);
-    const L16 = X(M56, L0);
-    const L17 = X(M57, L1);
-    const L18 = X(M58, L8);
-    const L19 = X(M63, L4);
-    const L20 = X(L0, L1);
-    const L21 = X(L1, L7);
-    const L22 = X(L3, L12);
-    const L23 = X(L18, L2);
-    const L24 = X(L15, L9);
-    const L25 = X(L6, L10);
-    const L26 = X(L7, L9);
-    const L27 = X(L8, L10);
-    const L28 = X(L11, L14);
-    const L29 = X(L11, L17);
+    // Bottom linear layer (30 XORs; the 4 NOTs are in the round keys).
+    const B46 = X(Z15, Z16);
+    const B47 = X(Z10, Z11);
+    const B48 = X(Z5, Z13);
+    const B49 = X(Z9, Z10);
+    const B50 = X(Z2, Z12);
+    const B51 = X(Z2, Z5);
+    const B52 = X(Z7, Z8);
+    const B53 = X(Z0, Z3);
+    const B54 = X(Z6, Z7);
+    const B55 = X(Z16, Z17);
+    const B56 = X(Z12, B48);
+    const B57 = X(B50, B53);
+    const B58 = X(Z4, B46);
+    const B59 = X(Z3, B54);
+    const B60 = X(B46, B57);
+    const B61 = X(Z14, B57);
+    const B62 = X(B52, B58);
+    const B63 = X(B49, B58);
+    const B64 = X(Z4, B59);
+    const B65 = X(B61, B62);
+    const B66 = X(Z1, B63);
+    const B67 = X(B64, B65);
 
-    const q7 = X(L6, L24); // S0
-    const q6 = X(L16, L26); // S1 (NOT folded into keys)
-    const q5 = X(L19, L28); // S2 (NOT folded)
-    const q4 = X(L6, L21); // S3
-    const q3 = X(L20, L22); // S4
-    const q2 = X(L25, L29); // S5
-    const q1 = X(L13, L27); // S6 (NOT folded)
-    const q0 = X(L6, L23); // S7 (NOT folded)
+    const q7 = X(B59, B63); // S0
+    const q1 = X(B56, B62); // S6 (NOT folded into keys)
+    const q0 = X(B48, B60); // S7 (NOT folded)
+    const q4 = X(B53, B66); // S3
+    const q3 = X(B51, B66); // S4
+    const q2 = X(B47, B65); // S5
+    const q6 = X(B64, q4); // S1 (NOT folded)
+    const q5 = X(B55, B67); // S2 (NOT folded)
 
     if (r == nr) {
       s0 = X(q0, v128.load(k, 0));
