@@ -288,37 +288,92 @@ function fetchBlock(dst: usize, d: usize, i: i32): void {
   }
 }
 
-/** GHASH of the 16 listed messages over their current texts; row j at scratch + GCM_SC_ROWS. */
-function ghash16Group(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
-  const y = scratch + GCM_SC_Y;
-  const x = scratch + GCM_SC_X;
-  const rows = scratch + GCM_SC_RPTR;
+/**
+ * Fills the group's per-message parameters (GCM_SC_PARAMS: text, round of the first text block,
+ * full text blocks, first round) and zeroes its state. Returns the rounds [lo, hi) in which every
+ * lane hashes a full text block (the bulk of a group of similar sizes) as lo << 32 | hi.
+ */
+function groupStart(list: usize, rounds: u32, scratch: usize): u64 {
   const prm = scratch + GCM_SC_PARAMS;
-  memory.fill(y, 0, 256);
-  // Per message: its text, the round of its first text block, its full text blocks, its first round.
+  memory.fill(scratch + GCM_SC_Y, 0, 256);
+  let lo: u32 = 0;
+  let hi: u32 = rounds;
   for (let j: usize = 0; j < 16; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     const start = rounds - hashBlocks(dj);
+    const first = start + ((load<u32>(dj + GCMD_AAD_LEN) + 15) >> 4);
+    const full = load<u32>(dj + GCMD_TEXT_LEN) >> 4;
     const q = prm + (j << 4);
     store<u32>(q, load<u32>(dj + GCMD_TEXT));
-    store<u32>(q, start + ((load<u32>(dj + GCMD_AAD_LEN) + 15) >> 4), 4);
-    store<u32>(q, load<u32>(dj + GCMD_TEXT_LEN) >> 4, 8);
+    store<u32>(q, first, 4);
+    store<u32>(q, full, 8);
     store<u32>(q, start, 12);
+    if (first > lo) lo = first;
+    if (first + full < hi) hi = first + full;
   }
-  for (let k: u32 = 0; k < rounds; k++) {
-    for (let j: usize = 0; j < 16; j++) {
-      const q = prm + (j << 4);
-      const i = k - load<u32>(q, 4); // wraps below the first text block
-      if (i < load<u32>(q, 8)) {
-        // A full text block: hashed where it lies.
-        store<u32>(rows + (j << 2), load<u32>(q) + (i << 4));
-      } else {
-        const dj = <usize>load<u32>(list + (j << 2));
-        fetchBlock(x + (j << 4), dj, <i32>k - <i32>load<u32>(q, 12));
-        store<u32>(rows + (j << 2), <u32>(x + (j << 4)));
-      }
+  return (<u64>lo << 32) | hi;
+}
+
+/** The group's row addresses (GCM_SC_RPTR) for round k: full text blocks where they lie, others copied. */
+function groupRows(list: usize, k: u32, scratch: usize): void {
+  const prm = scratch + GCM_SC_PARAMS;
+  const rows = scratch + GCM_SC_RPTR;
+  const x = scratch + GCM_SC_X;
+  for (let j: usize = 0; j < 16; j++) {
+    const q = prm + (j << 4);
+    const i = k - load<u32>(q, 4); // wraps below the first text block
+    if (i < load<u32>(q, 8)) {
+      // A full text block: hashed where it lies.
+      store<u32>(rows + (j << 2), load<u32>(q) + (i << 4));
+    } else {
+      const dj = <usize>load<u32>(list + (j << 2));
+      fetchBlock(x + (j << 4), dj, <i32>k - <i32>load<u32>(q, 12));
+      store<u32>(rows + (j << 2), <u32>(x + (j << 4)));
     }
-    ghash16_absorb_rows(ctx + GCM_CTX_T, y, rows, scratch + GCM_SC_TMP);
+  }
+}
+
+/** The row addresses for round k when every lane is in its full text (see groupStart). */
+function groupRowsFull(k: u32, scratch: usize): void {
+  const prm = scratch + GCM_SC_PARAMS;
+  const rows = scratch + GCM_SC_RPTR;
+  for (let j: usize = 0; j < 16; j++) {
+    const q = prm + (j << 4);
+    store<u32>(rows + (j << 2), load<u32>(q) + ((k - load<u32>(q, 4)) << 4));
+  }
+}
+
+/** Inside the full-text rounds, every lane's row advances one block per round: 4 vector adds. */
+@inline function groupRowsNext(scratch: usize): void {
+  const rows = scratch + GCM_SC_RPTR;
+  const step = i32x4.splat(16);
+  v128.store(rows, i32x4.add(v128.load(rows), step));
+  v128.store(rows, i32x4.add(v128.load(rows, 16), step), 16);
+  v128.store(rows, i32x4.add(v128.load(rows, 32), step), 32);
+  v128.store(rows, i32x4.add(v128.load(rows, 48), step), 48);
+}
+
+/** GHASH of the 16 listed messages over their current texts; row j at scratch + GCM_SC_ROWS. */
+function ghash16Group(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
+  const range = groupStart(list, rounds, scratch);
+  const lo = <u32>(range >> 32);
+  const hi = <u32>range;
+  const y = scratch + GCM_SC_Y;
+  const rows = scratch + GCM_SC_RPTR;
+  const tmp = scratch + GCM_SC_TMP;
+  let k: u32 = 0;
+  while (k < rounds) {
+    if (k == lo && lo < hi) {
+      groupRowsFull(k, scratch);
+      for (; k < hi; k++) {
+        ghash16_absorb_rows(ctx + GCM_CTX_T, y, rows, tmp);
+        groupRowsNext(scratch);
+      }
+      continue;
+    }
+    groupRows(list, k, scratch);
+    ghash16_absorb_rows(ctx + GCM_CTX_T, y, rows, tmp);
+    k++;
   }
   ghash16_transpose(y, scratch + GCM_SC_ROWS);
 }
