@@ -284,7 +284,12 @@ function printPath(x: {
   if (x.counters) {
     // The TAP datapath names its counters txPackets/rxPackets, the kernel port tx_packets/rx_packets.
     const c = x.counters;
-    const dropped = c.dropped === undefined ? '' : `, ${c.dropped} dropped`;
+    // Drops by reason: e.g. arpProxy (ARP answered locally, never sent), l2Miss (no FDB entry yet).
+    const why = Object.entries(c)
+      .filter(([k, v]) => k.startsWith('drops.') && v > 0)
+      .map(([k, v]) => `${k.slice(6)} ${v}`);
+    const dropped =
+      c.dropped === undefined ? '' : `, ${c.dropped} dropped${why.length ? ` (${why.join(', ')})` : ''}`;
     line(
       'counters',
       `host2's VXLAN port on VNI ${x.net.VNI}: ${c.txPackets ?? c.tx_packets ?? 0} packets sent, ` +
