@@ -195,15 +195,18 @@ function runBatch(ctx: usize, descs: usize, n: u32, scratch: usize, seal: bool):
     sortByLength(base, m, order);
     let i: u32 = 0;
     while (i < m) {
-      if (m - i >= 16) {
-        for (let j: u32 = 0; j < 16; j++) {
+      const c: u32 = m - i < 16 ? m - i : 16;
+      if (c >= GROUP_MIN) {
+        for (let j: u32 = 0; j < c; j++) {
           store<u32>(list + (<usize>j << 2), <u32>(base + <usize>(load<u32>(order + (<usize>(i + j) << 2)) & 0xff) * GCMD_SIZE));
         }
-        const rounds = groupRounds(list);
+        // A group of fewer than 16: the spare lanes hash message 0 again, and their results are unused.
+        for (let j: u32 = c; j < 16; j++) store<u32>(list + (<usize>j << 2), load<u32>(list));
+        const rounds = groupRounds(list, c);
         if (rounds > 0) {
-          if (seal) seal16(ctx, list, rounds, scratch);
-          else failed += open16(ctx, list, rounds, scratch);
-          i += 16;
+          if (seal) seal16(ctx, list, rounds, scratch, c);
+          else failed += open16(ctx, list, rounds, scratch, c);
+          i += c;
           continue;
         }
       }
@@ -243,11 +246,14 @@ function sortByLength(base: usize, m: u32, order: usize): void {
   return ((load<u32>(d + GCMD_AAD_LEN) + 15) >> 4) + ((load<u32>(d + GCMD_TEXT_LEN) + 15) >> 4) + 1;
 }
 
-/** The rounds (longest message in blocks) if the 16 messages listed form a good group, else 0. */
-function groupRounds(list: usize): u32 {
+/**
+ * The rounds (longest message in blocks) if the first `count` messages listed form a good group of
+ * 16 lanes (spare lanes count as waste), else 0.
+ */
+function groupRounds(list: usize, count: u32): u32 {
   let most: u32 = 0;
   let sum: u32 = 0;
-  for (let j: usize = 0; j < 16; j++) {
+  for (let j: usize = 0; j < <usize>count; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     if (!validTagLen(load<u32>(dj + GCMD_TAG_LEN))) return 0;
     const m = hashBlocks(dj);
@@ -389,12 +395,12 @@ function ghash16Group(ctx: usize, list: usize, rounds: u32, scratch: usize): voi
 }
 
 /** E(K, J0) of the group's sharedJ0 messages, 8 per AES call, into scratch + GCM_SC_EJ0 + 16j. */
-function groupJ0(rk: usize, nr: i32, list: usize, scratch: usize): void {
+function groupJ0(rk: usize, nr: i32, list: usize, scratch: usize, n: u32): void {
   const j0s = scratch + GCM_SC_TMP; // up to 16 J0 blocks
   const out = j0s + 256; // 128 bytes of keystream
   const lanes = j0s + 384; // their message indices, one byte each
   let count: usize = 0;
-  for (let j: usize = 0; j < 16; j++) {
+  for (let j: usize = 0; j < <usize>n; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     if (!sharedJ0(<usize>load<u32>(dj + GCMD_TEXT_LEN))) continue;
     v128.store(j0s + (count << 4), i32x4.replace_lane(nonceBlock(<usize>load<u32>(dj + GCMD_NONCE)), 3, bswap<u32>(1)));
@@ -427,12 +433,13 @@ function groupJ0(rk: usize, nr: i32, list: usize, scratch: usize): void {
   }
 }
 
-function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
+/** Seals the first `count` (<= 16) messages listed; the list holds 16 (see runBatch). */
+function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize, count: u32): void {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
   const sn = scratch + GCM_SC_SN;
-  groupJ0(rk, nr, list, scratch);
-  for (let j: usize = 0; j < 16; j++) {
+  groupJ0(rk, nr, list, scratch, count);
+  for (let j: usize = 0; j < <usize>count; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     const text = <usize>load<u32>(dj + GCMD_TEXT);
     const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
@@ -448,7 +455,7 @@ function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
     }
   }
   ghash16Group(ctx, list, rounds, scratch);
-  for (let j: usize = 0; j < 16; j++) {
+  for (let j: usize = 0; j < <usize>count; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     const tag = v128.xor(v128.load(scratch + GCM_SC_ROWS + (j << 4)), v128.load(scratch + GCM_SC_EJ0 + (j << 4)));
     storeTag(<usize>load<u32>(dj + GCMD_TAG), tag, load<u32>(dj + GCMD_TAG_LEN));
@@ -456,14 +463,15 @@ function seal16(ctx: usize, list: usize, rounds: u32, scratch: usize): void {
   }
 }
 
-function open16(ctx: usize, list: usize, rounds: u32, scratch: usize): u32 {
+/** Opens the first `count` (<= 16) messages listed; the list holds 16 (see runBatch). */
+function open16(ctx: usize, list: usize, rounds: u32, scratch: usize, count: u32): u32 {
   const rk = ctx + GCM_CTX_RK;
   const nr = load<i32>(ctx + GCM_CTX_NR);
   const sn = scratch + GCM_SC_SN;
   ghash16Group(ctx, list, rounds, scratch);
-  groupJ0(rk, nr, list, scratch);
+  groupJ0(rk, nr, list, scratch, count);
   let failed: u32 = 0;
-  for (let j: usize = 0; j < 16; j++) {
+  for (let j: usize = 0; j < <usize>count; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     const y = v128.load(scratch + GCM_SC_ROWS + (j << 4));
     const n = <usize>load<u32>(dj + GCMD_TEXT_LEN);
@@ -545,6 +553,13 @@ function seal1(ctx: usize, d: usize, scratch: usize): u32 {
   storeTag(<usize>load<u32>(d + GCMD_TAG), v128.xor(y, ej0), tagLen);
   return GCM_OK;
 }
+
+/**
+ * Fewest messages (of similar GHASH lengths) that form a group; the spare lanes of a smaller
+ * group than 16 hash a copy of message 0. From 12 on a group costs at most what the messages cost
+ * hashed alone (a 1400 B message alone: ~7.5 rounds' worth; 12 in a group: 90 / 12).
+ */
+const GROUP_MIN: u32 = 12;
 
 /**
  * Messages of at least this many GHASH blocks go through the H^16 tables when hashed alone: from
