@@ -196,7 +196,7 @@ function runBatch(ctx: usize, descs: usize, n: u32, scratch: usize, seal: bool):
     let i: u32 = 0;
     while (i < m) {
       const c: u32 = m - i < 16 ? m - i : 16;
-      if (c >= GROUP_MIN) {
+      if (c >= 2) {
         for (let j: u32 = 0; j < c; j++) {
           store<u32>(list + (<usize>j << 2), <u32>(base + <usize>(load<u32>(order + (<usize>(i + j) << 2)) & 0xff) * GCMD_SIZE));
         }
@@ -247,20 +247,32 @@ function sortByLength(base: usize, m: u32, order: usize): void {
 }
 
 /**
- * The rounds (longest message in blocks) if the first `count` messages listed form a good group of
- * 16 lanes (spare lanes count as waste), else 0.
+ * The rounds (longest message in blocks) if the first `count` messages listed are cheaper hashed
+ * as a group (one 16-lane round per block of the longest) than one by one, else 0.
  */
 function groupRounds(list: usize, count: u32): u32 {
   let most: u32 = 0;
-  let sum: u32 = 0;
+  let alone: u64 = 0;
   for (let j: usize = 0; j < <usize>count; j++) {
     const dj = <usize>load<u32>(list + (j << 2));
     if (!validTagLen(load<u32>(dj + GCMD_TAG_LEN))) return 0;
     const m = hashBlocks(dj);
-    sum += m;
+    alone += aloneCost(m);
     if (m > most) most = m;
   }
-  return (most << 4) - sum <= most << 2 ? most : 0;
+  return alone >= <u64>most << 4 ? most : 0;
+}
+
+/**
+ * What hashing a message of m GHASH blocks alone costs, in 1/16 of a group round (one 16-lane
+ * absorb), as measured with its GCM share: about m / 6 rounds on the integer-multiply path, and on
+ * the H^16 lanes one round per 16 blocks plus about 3 for the 16-row combine (and, at sizes of
+ * whole AES calls, the E(K, J0) call a group shares). So groups pay from ~5 messages of 64-400
+ * bytes and from ~9-10 of 1400 bytes.
+ */
+@inline function aloneCost(m: u32): u64 {
+  if (m < LONG_BLOCKS) return <u64>((m << 3) / 3 + 5);
+  return (<u64>((m + 15) >> 4) + 3) << 4;
 }
 
 /** Copies len (<= 16) bytes from src to the 16-byte block at dst, zero-padded. */
@@ -553,13 +565,6 @@ function seal1(ctx: usize, d: usize, scratch: usize): u32 {
   storeTag(<usize>load<u32>(d + GCMD_TAG), v128.xor(y, ej0), tagLen);
   return GCM_OK;
 }
-
-/**
- * Fewest messages (of similar GHASH lengths) that form a group; the spare lanes of a smaller
- * group than 16 hash a copy of message 0. From 12 on a group costs at most what the messages cost
- * hashed alone (a 1400 B message alone: ~7.5 rounds' worth; 12 in a group: 90 / 12).
- */
-const GROUP_MIN: u32 = 12;
 
 /**
  * Messages of at least this many GHASH blocks go through the H^16 tables when hashed alone: from
