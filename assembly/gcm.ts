@@ -1,9 +1,10 @@
 // AES-GCM (NIST SP 800-38D) over batches of messages, in place, 96-bit nonces, tags of 16/12/8 bytes.
 //
 // Owns the mode: counter blocks, the order of AES and GHASH, tags. The primitives are aes.ts
-// (bitsliced AES, 8 blocks per call) and ghash.ts (constant-time GHASH: 16 messages at once through
-// swizzle tables; a message alone in the same lanes, 16 of its blocks at once, when it has at
-// least LONG_BLOCKS blocks; else 4 blocks per reduction with integer multiplies);
+// (bitsliced AES, 8 blocks per call) and ghash.ts (constant-time GHASH: a group of up to 16 messages
+// at once through swizzle tables, when that is cheaper than one by one (aloneCost); a message
+// alone in the same lanes, 16 of its blocks at once, when it has at least LONG_BLOCKS blocks;
+// else 4 blocks per reduction with integer multiplies);
 // both are constant-time, and this file adds no secret-dependent branch or index: the tag check ORs
 // the XOR of all tag bytes and only the final pass/fail (which the caller learns anyway) is branched on.
 //
@@ -180,9 +181,9 @@ export function gcm_open_batch(ctx: usize, descs: usize, n: u32, scratch: usize)
 
 /**
  * Runs the batch in windows of GCM_WINDOW descriptors. Within a window the messages are taken in
- * order of length (lengths are public), so runs of 16 similar lengths form GHASH groups even when
- * the batch mixes sizes; the rest go one at a time. Every message is independent, so the order in
- * which they are processed does not matter.
+ * order of length (lengths are public), so runs of up to 16 similar lengths form GHASH groups even
+ * when the batch mixes sizes (groupRounds decides); the rest go one at a time. Every message is
+ * independent, so the order in which they are processed does not matter.
  */
 function runBatch(ctx: usize, descs: usize, n: u32, scratch: usize, seal: bool): u32 {
   const order = scratch + GCM_SC_ORDER;
@@ -235,11 +236,12 @@ function sortByLength(base: usize, m: u32, order: usize): void {
   }
 }
 
-// ---- groups of 16 messages: GHASH through the 16-lane swizzle tables ---------------------------
+// ---- groups of up to 16 messages: GHASH through the 16-lane swizzle tables ---------------------
 // Message j of a group hashes its blocks (AAD, ciphertext, lengths) in lane j. Lanes run in step,
 // so shorter messages are right-aligned: they start with zero blocks, which leave a zero state
-// unchanged. A group is used when every tag length is valid and the padding wastes at most a
-// quarter of the work; otherwise messages go one by one through the scalar path.
+// unchanged. A group is used when every tag length is valid and its rounds cost less than hashing
+// its messages alone (groupRounds); otherwise messages go one by one. In a group of fewer than 16
+// the spare lanes hash a copy of message 0 and their results are never read.
 
 /** GHASH blocks of one message: AAD blocks + text blocks + the lengths block. */
 @inline function hashBlocks(d: usize): u32 {

@@ -14,8 +14,8 @@
 // Karatsuba recombination and the reduction modulo x^128 + x^7 + x^2 + x + 1 happen once per four
 // blocks. The H parts (masked, bit-reversed) are precomputed once per key.
 //
-// Batches of 16 messages use the second technique at the end of this file (4-bit tables looked up
-// with i8x16.swizzle, 16 messages in the 16 lanes), about three times faster per byte. A long
+// Groups of up to 16 messages use the second technique at the end of this file (4-bit tables looked
+// up with i8x16.swizzle, one message per lane), about three times faster per byte. A long
 // message hashed alone uses it too, with lanes = its blocks 16 apart and tables for H^16
 // (`ghash_power16`; gcm.ts combines the 16 lanes with the scalar path at the end).
 //
