@@ -314,17 +314,46 @@ export function ghash16_absorb_rows(tables: usize, y: usize, rows: usize, tmp: u
 /** Output bytes 8h..8h+7 of the 16 lanes (tables and y already offset by 128h); nib: 32 index vectors. */
 @inline function absorbHalf(tables: usize, y: usize, nib: usize): void {
   let r0 = i64x2.splat(0), r1 = r0, r2 = r0, r3 = r0, r4 = r0, r5 = r0, r6 = r0, r7 = r0;
-  for (let t: usize = 0; t < 32; t++) {
-    const n = v128.load(nib + (t << 4));
+  // Four nibble positions per iteration: the loop's own instructions (counter, addresses, V8's
+  // stack check) cost ~15% of the lookups when taken once per position.
+  for (let t: usize = 0; t < 32; t += 4) {
     const tp = tables + (t << 8);
-    r0 = v128.xor(r0, swz(v128.load(tp, 0), n));
-    r1 = v128.xor(r1, swz(v128.load(tp, 16), n));
-    r2 = v128.xor(r2, swz(v128.load(tp, 32), n));
-    r3 = v128.xor(r3, swz(v128.load(tp, 48), n));
-    r4 = v128.xor(r4, swz(v128.load(tp, 64), n));
-    r5 = v128.xor(r5, swz(v128.load(tp, 80), n));
-    r6 = v128.xor(r6, swz(v128.load(tp, 96), n));
-    r7 = v128.xor(r7, swz(v128.load(tp, 112), n));
+    const n0 = v128.load(nib + (t << 4), 0);
+    r0 = v128.xor(r0, swz(v128.load(tp, 0), n0));
+    r1 = v128.xor(r1, swz(v128.load(tp, 16), n0));
+    r2 = v128.xor(r2, swz(v128.load(tp, 32), n0));
+    r3 = v128.xor(r3, swz(v128.load(tp, 48), n0));
+    r4 = v128.xor(r4, swz(v128.load(tp, 64), n0));
+    r5 = v128.xor(r5, swz(v128.load(tp, 80), n0));
+    r6 = v128.xor(r6, swz(v128.load(tp, 96), n0));
+    r7 = v128.xor(r7, swz(v128.load(tp, 112), n0));
+    const n1 = v128.load(nib + (t << 4), 16);
+    r0 = v128.xor(r0, swz(v128.load(tp, 256), n1));
+    r1 = v128.xor(r1, swz(v128.load(tp, 272), n1));
+    r2 = v128.xor(r2, swz(v128.load(tp, 288), n1));
+    r3 = v128.xor(r3, swz(v128.load(tp, 304), n1));
+    r4 = v128.xor(r4, swz(v128.load(tp, 320), n1));
+    r5 = v128.xor(r5, swz(v128.load(tp, 336), n1));
+    r6 = v128.xor(r6, swz(v128.load(tp, 352), n1));
+    r7 = v128.xor(r7, swz(v128.load(tp, 368), n1));
+    const n2 = v128.load(nib + (t << 4), 32);
+    r0 = v128.xor(r0, swz(v128.load(tp, 512), n2));
+    r1 = v128.xor(r1, swz(v128.load(tp, 528), n2));
+    r2 = v128.xor(r2, swz(v128.load(tp, 544), n2));
+    r3 = v128.xor(r3, swz(v128.load(tp, 560), n2));
+    r4 = v128.xor(r4, swz(v128.load(tp, 576), n2));
+    r5 = v128.xor(r5, swz(v128.load(tp, 592), n2));
+    r6 = v128.xor(r6, swz(v128.load(tp, 608), n2));
+    r7 = v128.xor(r7, swz(v128.load(tp, 624), n2));
+    const n3 = v128.load(nib + (t << 4), 48);
+    r0 = v128.xor(r0, swz(v128.load(tp, 768), n3));
+    r1 = v128.xor(r1, swz(v128.load(tp, 784), n3));
+    r2 = v128.xor(r2, swz(v128.load(tp, 800), n3));
+    r3 = v128.xor(r3, swz(v128.load(tp, 816), n3));
+    r4 = v128.xor(r4, swz(v128.load(tp, 832), n3));
+    r5 = v128.xor(r5, swz(v128.load(tp, 848), n3));
+    r6 = v128.xor(r6, swz(v128.load(tp, 864), n3));
+    r7 = v128.xor(r7, swz(v128.load(tp, 880), n3));
   }
   v128.store(y, r0, 0);
   v128.store(y, r1, 16);
