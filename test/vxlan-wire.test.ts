@@ -559,6 +559,18 @@ test('the Linux kernel vxlan device and vxnet understand each other', {
 
   // The same datagrams as whole frames on the underlay: vxnet parses the kernel's outer headers
   // and agrees with its checksums.
+  // The helper reports a datagram's UDP receive and its AF_PACKET capture on separate lines, in
+  // either order: wait for the captures of both.
+  const captureDeadline = Date.now() + 5000;
+  while (l2.length < 2 && Date.now() < captureDeadline) {
+    await new Promise<void>((res) => {
+      const timer = setTimeout(res, captureDeadline - Date.now());
+      waiters.push(() => {
+        clearTimeout(timer);
+        res();
+      });
+    });
+  }
   assert.ok(l2.length >= 2, `captured ${l2.length} underlay frames`);
   load(l2);
   const outer = parseAll(l2.length);
