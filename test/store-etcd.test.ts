@@ -191,6 +191,22 @@ test('etcd restart: unavailable while down, writes and the watch resume after', 
   w.close();
 });
 
+test("a broken watch's backoff wait ends as soon as a call of the store gets through", async () => {
+  const s = await open();
+  // The wait resync() takes between attempts while etcd is away (EtcdWatch): a successful call
+  // means etcd is back, so the watch resyncs now instead of after up to maxRetryMs.
+  const napping = s as unknown as { nap(ms: number): Promise<void> };
+  const t0 = Date.now();
+  const nap = napping.nap(5000);
+  await s.get(`${run}nap`);
+  await nap;
+  assert.ok(Date.now() - t0 < 1000, `the wait ended after ${Date.now() - t0} ms`);
+  // Without a successful call it lasts its time.
+  const t1 = Date.now();
+  await napping.nap(300);
+  assert.ok(Date.now() - t1 >= 290);
+});
+
 test('a lease expires after its TTL once keep-alives stop; kept-alive keys stay', async () => {
   const s = await open();
   const p = `${run}lease/`;

@@ -13,8 +13,9 @@
 // - Each watch owns one gRPC watch stream and tracks the next revision itself. When events may
 //   have been missed - the stream broke (etcd restarted, network) or etcd says the revision was
 //   compacted - it lists the prefix, emits `resync` with that snapshot, and watches again from
-//   the snapshot's revision + 1, retrying with backoff while etcd is away. The watcher diffs the
-//   snapshot against what it holds, so nothing stale survives a gap.
+//   the snapshot's revision + 1, retrying with backoff while etcd is away; any call of the store
+//   that succeeds ends the waits at once (etcd is back: resync now, not after the backoff). The
+//   watcher diffs the snapshot against what it holds, so nothing stale survives a gap.
 // - Lease ids are chosen here (random, below 2^53) so they fit the interface's `number`; etcd's
 //   own ids are full 64-bit. Keep-alives share one LeaseKeepAlive stream per store.
 
@@ -155,8 +156,6 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 // A policy object with etcd3's `execute` shape that runs the call once: retries are decided here
 // (only for calls that never reached a server), and no circuit breaker holds calls back. It must
 // be async: etcd3 reports stream errors through `execute(() => { throw e }).catch(...)`.
@@ -183,6 +182,8 @@ class EtcdKv implements EtcdStore {
   private closed = false;
   private readonly watches = new Set<EtcdWatch>();
   private keepAlives: KeepAliveStream | undefined;
+  /** Backoff waits of broken watches, ended early by the next call that succeeds. */
+  private readonly napping = new Set<() => void>();
 
   constructor(options: EtcdStoreOptions) {
     if (!Array.isArray(options?.endpoints) || options.endpoints.length === 0)
@@ -259,10 +260,30 @@ class EtcdKv implements EtcdStore {
     if (this.closed) throw new VxError('ERR_STORE_CLOSED', 'the store is closed');
     try {
       // The deadline bounds the call itself; `within` also bounds time spent before it is sent.
-      return await within(fn(), this.timeoutMs + 500, what);
+      const r = await within(fn(), this.timeoutMs + 500, what);
+      this.wake();
+      return r;
     } catch (e) {
       throw mapError(e, what);
     }
+  }
+
+  /** Waits `ms`, or less: until a call of this store succeeds (etcd answers again) or it closes. */
+  nap(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.napping.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.napping.add(done);
+    });
+  }
+
+  private wake(): void {
+    if (this.napping.size === 0) return;
+    for (const done of [...this.napping]) done();
   }
 
   get(key: string): Promise<KeyValue | undefined> {
@@ -401,6 +422,7 @@ class EtcdKv implements EtcdStore {
     if (this.closed) return;
     this.closed = true;
     for (const w of [...this.watches]) w.close();
+    this.wake();
     this.keepAlives?.close();
     this.client.close();
   }
@@ -617,7 +639,7 @@ class EtcdWatch implements Watcher {
         // The new stream may already be gone (compacted again, broken): go round once more.
         if (this.stream) break;
       } catch {
-        await sleep(this.retryMs);
+        await this.store.nap(this.retryMs);
         this.retryMs = Math.min(this.retryMs * 2, this.store.maxRetryMs);
       }
     }
